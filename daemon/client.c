@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * client.c: one connected process: the handshake, the request protocol and
+ * the client's lifetime. Every field a client sends is checked here before
+ * anything acts on it; a malformed message gets an error reply and the
+ * connection stays up (a client that breaks the handshake is disconnected).
+ * Runs on the main thread; never blocks on a client (sockets are
+ * non-blocking, replies that do not fit drop the client).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "log.h"
+#include "manager.h"
+#include "util.h"
+
+#define REQUESTS_PER_WAKEUP 32  /* fairness between clients */
+
+struct client *client_by_id(struct manager *m, uint64_t id)
+{
+        for (struct client *c = m->clients; c; c = c->next)
+                if (c->id == id)
+                        return c;
+        return NULL;
+}
+
+static void send_reply(struct client *c, const struct hp_header *req, int status)
+{
+        struct hp_header h;
+        hp_header_init(&h, HP_MSG_REPLY, sizeof(h), req ? req->seq : 0, status);
+        int r = hp_send_fd(c->sock, &h, sizeof(h), -1);
+        if (r < 0 && r != -EPIPE)
+                log_debug_errno(r, "client %d: reply: %m", c->pid);
+}
+
+static void send_error(struct client *c, const struct hp_header *req, int status, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void send_error(struct client *c, const struct hp_header *req, int status, const char *fmt, ...)
+{
+        struct hp_error e = { 0 };
+        va_list ap;
+
+        hp_header_init(&e.hdr, HP_MSG_ERROR, sizeof(e), req ? req->seq : 0, status);
+        va_start(ap, fmt);
+        vsnprintf(e.text, sizeof(e.text), fmt, ap);
+        va_end(ap);
+        log_debug("client %d: error %d: %s", c->pid, status, e.text);
+        (void)hp_send_fd(c->sock, &e, sizeof(e), -1);
+}
+
+static void client_free(struct client *c)
+{
+        struct manager *m = c->m;
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                m->clients = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        m->nclients--;
+        /* Closing the last reference to the uffd unregisters every range:
+         * blocked faults retry as ordinary kernel faults. */
+        safe_close(c->uffd);
+        safe_close(c->sock);
+        safe_close(c->pidfd);
+        safe_close(c->maps_fd);
+        range_set_deinit(&c->ranges);
+        region_table_deinit(&c->regions);
+        free(c);
+}
+
+static void watch_stopped(struct watch *w)
+{
+        struct client *c = w->data;
+        if (--c->watches_live == 0)
+                client_free(c);
+}
+
+void client_stats(struct client *c, struct hp_stats *s)
+{
+        memset(s, 0, sizeof(*s));
+        s->faults_served = c->c.faults_served;
+        s->pages_populated = c->c.pages_populated;
+        s->promotions = c->c.promotions;
+        s->promotions_failed = c->c.promotions_failed;
+        s->reservations_released = c->c.reservations_released;
+        s->ranges = c->ranges.n;
+        s->threshold = c->threshold;
+        for (size_t i = 0; i < c->regions.cap; i++) {
+                struct region *r = c->regions.slots[i];
+                if (!r)
+                        continue;
+                if (r->state == REGION_RESERVED) {
+                        s->regions_reserved++;
+                        s->pages_reserved_unused += HP_REGION_PAGES - r->populated;
+                } else if (r->state == REGION_HUGE) {
+                        s->regions_huge++;
+                }
+        }
+        s->fault_latency_p50_ns = histogram_quantile(&c->c.fault_latency_ns, 0.50);
+        s->fault_latency_p99_ns = histogram_quantile(&c->c.fault_latency_ns, 0.99);
+        s->promotion_latency_p50_ns = histogram_quantile(&c->c.promotion_latency_ns, 0.50);
+        s->promotion_latency_p99_ns = histogram_quantile(&c->c.promotion_latency_ns, 0.99);
+}
+
+void client_disconnect(struct client *c, const char *why)
+{
+        struct hp_stats s;
+
+        if (c->state == CLIENT_DEAD)
+                return;
+        if (c->state == CLIENT_READY) {
+                client_stats(c, &s);
+                log_info("client %d (%s) gone (%s): faults_served=%" PRIu64 " pages_populated=%" PRIu64
+                         " promotions=%" PRIu64 " promotions_failed=%" PRIu64 " regions_huge=%" PRIu64
+                         " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64,
+                         c->pid, c->comm, why, s.faults_served, s.pages_populated, s.promotions,
+                         s.promotions_failed, s.regions_huge, s.regions_reserved, s.fault_latency_p50_ns,
+                         s.fault_latency_p99_ns);
+        } else {
+                log_debug("client %d gone during handshake (%s)", c->pid, why);
+        }
+        c->state = CLIENT_DEAD;
+        /* Release the registrations now: the process must not wait for us. */
+        if (c->uffd >= 0 && !c->w_uffd.loop)
+                c->uffd = safe_close(c->uffd);
+        c->watches_live = 1;    /* guard while stopping */
+        if (c->w_sock.loop) {
+                c->watches_live++;
+                watch_stop(&c->w_sock, watch_stopped);
+        }
+        if (c->w_uffd.loop) {
+                c->watches_live++;
+                watch_stop(&c->w_uffd, watch_stopped);
+        }
+        if (c->w_pidfd.loop) {
+                c->watches_live++;
+                watch_stop(&c->w_pidfd, watch_stopped);
+        }
+        watch_stopped(&(struct watch){ .data = c });
+}
+
+static void read_comm(struct client *c)
+{
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)c->pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, c->comm, sizeof(c->comm) - 1) : -1;
+        if (n > 0 && c->comm[n - 1] == '\n')
+                n--;
+        c->comm[n > 0 ? n : 0] = '\0';
+}
+
+static void on_pidfd(struct watch *w, int revents)
+{
+        client_disconnect(w->data, "process exited");
+}
+
+static void on_uffd(struct watch *w, int revents)
+{
+        struct client *c = w->data;
+        if (revents < 0 || (revents & (POLLERR | POLLHUP | POLLNVAL))) {
+                client_disconnect(c, "userfaultfd error");
+                return;
+        }
+        fault_uffd_ready(c);
+}
+
+static int handle_hello(struct client *c, const struct hp_hello *msg)
+{
+        struct manager *m = c->m;
+        struct hp_hello_reply rep = { 0 };
+        char why[160] = "";
+        int r;
+
+        if (msg->flags != 0 || msg->reserved != 0) {
+                send_error(c, &msg->hdr, -EINVAL, "unknown hello flags %#x", msg->flags);
+                return -EINVAL;
+        }
+        r = access_check_peer(m, c->sock, &c->pid, &c->uid, &c->gid, &c->pidfd, why, sizeof(why));
+        if (r == -EACCES) {
+                log_notice("refused pid %d: %s", c->pid, why);
+                send_error(c, &msg->hdr, -EACCES, "%s", why);
+                return r;
+        }
+        if (r < 0) {
+                send_error(c, &msg->hdr, r, "cannot identify peer: %s", strerror(-r));
+                return r;
+        }
+        read_comm(c);
+        hp_header_init(&rep.hdr, HP_MSG_HELLO_REPLY, sizeof(rep), msg->hdr.seq, 0);
+        rep.version = HP_VERSION;
+        r = hp_send_fd(c->sock, &rep, sizeof(rep), m->uffd_dev);
+        if (r < 0)
+                return r;
+        c->state = CLIENT_UFFD;
+        return 0;
+}
+
+static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
+{
+        struct manager *m = c->m;
+        char path[64], link[64] = "";
+        int r;
+
+        if (fd < 0) {
+                send_error(c, h, -EBADF, "no file descriptor passed with the uffd message");
+                return -EBADF;
+        }
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n < 0 || strcmp(link, "anon_inode:[userfaultfd]") != 0) {
+                send_error(c, h, -EBADF, "the passed file descriptor is not a userfaultfd");
+                safe_close(fd);
+                return -EBADF;
+        }
+        struct uffdio_api api = {
+                .api = UFFD_API,
+                .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+                            UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID,
+        };
+        if (ioctl(fd, UFFDIO_API, &api) < 0) {
+                r = -errno;
+                send_error(c, h, r, "UFFDIO_API on the passed userfaultfd failed: %s", strerror(errno));
+                safe_close(fd);
+                return r;
+        }
+        if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        c->uffd = fd;
+        r = watch_start(&m->loop, &c->w_uffd, fd, on_uffd, c);
+        if (r < 0)
+                return r;
+        c->maps_fd = -1;
+        snprintf(path, sizeof(path), "/proc/%d/maps", (int)c->pid);
+        c->maps_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (watch_start(&m->loop, &c->w_pidfd, c->pidfd, on_pidfd, c) < 0)
+                return -ENOMEM;
+        c->state = CLIENT_READY;
+        log_debug("client %d (%s) uid %u ready", c->pid, c->comm, (unsigned)c->uid);
+        send_reply(c, h, 0);
+        return 0;
+}
+
+static void handle_register(struct client *c, const struct hp_range_req *req)
+{
+        struct manager *m = c->m;
+        char why[160] = "";
+        int r;
+
+        r = hp_range_check(req->addr, req->length, req->threshold);
+        if (r < 0) {
+                send_error(c, &req->hdr, r, "bad range %#" PRIx64 "+%#" PRIx64 " threshold %u", req->addr,
+                           req->length, req->threshold);
+                return;
+        }
+        if (req->backend != HP_RANGE_ANON) {
+                send_error(c, &req->hdr, -EOPNOTSUPP, "backend %u is not supported", req->backend);
+                return;
+        }
+        if (c->ranges.n >= m->cfg.max_ranges) {
+                send_error(c, &req->hdr, -ENOSPC, "at most %u ranges per client", m->cfg.max_ranges);
+                return;
+        }
+        uint64_t start = req->addr, end = req->addr + req->length;
+        r = vma_check_anon(c->maps_fd, c->pid, start, end, why, sizeof(why));
+        if (r < 0) {
+                send_error(c, &req->hdr, r, "%s", why[0] ? why : strerror(-r));
+                return;
+        }
+        /* Records left from memory unmapped while unregistered describe
+         * nothing now: this is a new mapping. */
+        fault_drop_span(c, start, end);
+        struct uffdio_register reg = {
+                .range = { .start = start, .len = req->length },
+                .mode = UFFDIO_REGISTER_MODE_MISSING,
+        };
+        if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
+                r = -errno;
+                send_error(c, &req->hdr, r, "UFFDIO_REGISTER %#" PRIx64 "+%#" PRIx64 ": %s", start,
+                           req->length, strerror(errno));
+                return;
+        }
+        if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
+                struct uffdio_range ur = { .start = start, .len = req->length };
+                ioctl(c->uffd, UFFDIO_UNREGISTER, &ur);
+                send_error(c, &req->hdr, -EOPNOTSUPP, "UFFDIO_COPY not available on this range");
+                return;
+        }
+        struct range rg = { .start = start, .end = end, .threshold = req->threshold, .backend = req->backend };
+        r = range_add(&c->ranges, &rg);
+        if (r < 0) {
+                struct uffdio_range ur = { .start = start, .len = req->length };
+                ioctl(c->uffd, UFFDIO_UNREGISTER, &ur);
+                send_error(c, &req->hdr, r, "cannot record range: %s", strerror(-r));
+                return;
+        }
+        log_debug("client %d: registered %#" PRIx64 "-%#" PRIx64 " (%" PRIu64 " KiB)", c->pid, start, end,
+                  req->length >> 10);
+        send_reply(c, &req->hdr, 0);
+}
+
+static void handle_unregister(struct client *c, const struct hp_range_req *req)
+{
+        int r = hp_range_check(req->addr, req->length, 0);
+        if (r < 0) {
+                send_error(c, &req->hdr, r, "bad range %#" PRIx64 "+%#" PRIx64, req->addr, req->length);
+                return;
+        }
+        uint64_t start = req->addr, end = req->addr + req->length;
+        if (!range_overlaps(&c->ranges, start, end)) {
+                send_error(c, &req->hdr, -ENOENT, "%#" PRIx64 "-%#" PRIx64 " is not registered", start, end);
+                return;
+        }
+        r = region_unregister(c, start, req->length);
+        if (r < 0 && r != -ENOENT) {
+                send_error(c, &req->hdr, r, "UFFDIO_UNREGISTER: %s", strerror(-r));
+                return;
+        }
+        fault_drop_span(c, start, end);
+        send_reply(c, &req->hdr, 0);
+}
+
+static void handle_request(struct client *c, const void *buf, ssize_t len, int fd)
+{
+        const struct hp_header *h = buf;
+        int type = hp_msg_check(buf, (size_t)len);
+
+        if (type < 0) {
+                safe_close(fd);
+                const struct hp_header *hh = (size_t)len >= sizeof(*h) ? h : NULL;
+                switch (type) {
+                case -EPROTONOSUPPORT:
+                        send_error(c, hh, type, "protocol version %u not supported (daemon speaks %u)",
+                                   h->version, HP_VERSION);
+                        break;
+                case -EOPNOTSUPP:
+                        send_error(c, hh, type, "unknown message type %u", h->type);
+                        break;
+                case -EMSGSIZE:
+                        send_error(c, hh, type, "message type %u has wrong size %zd", h->type, len);
+                        break;
+                default:
+                        send_error(c, hh, type, "malformed message (%zd bytes)", len);
+                }
+                if (c->state != CLIENT_READY)
+                        client_disconnect(c, "bad handshake");
+                return;
+        }
+        if (type != HP_MSG_UFFD)
+                fd = safe_close(fd);
+
+        switch (c->state) {
+        case CLIENT_HELLO:
+                if (type != HP_MSG_HELLO) {
+                        send_error(c, h, -EPROTO, "expected hello");
+                        client_disconnect(c, "bad handshake");
+                } else if (handle_hello(c, buf) < 0)
+                        client_disconnect(c, "refused");
+                return;
+        case CLIENT_UFFD:
+                if (type != HP_MSG_UFFD) {
+                        safe_close(fd);
+                        send_error(c, h, -EPROTO, "expected the uffd message");
+                        client_disconnect(c, "bad handshake");
+                } else if (handle_uffd(c, h, fd) < 0)
+                        client_disconnect(c, "no usable uffd");
+                return;
+        case CLIENT_READY:
+                break;
+        case CLIENT_DEAD:
+                return;
+        }
+
+        switch (type) {
+        case HP_MSG_REGISTER:
+                handle_register(c, buf);
+                break;
+        case HP_MSG_UNREGISTER:
+                handle_unregister(c, buf);
+                break;
+        case HP_MSG_SET_POLICY: {
+                const struct hp_policy *p = buf;
+                if (p->threshold < 1 || p->threshold > HP_REGION_PAGES || (p->flags & ~HP_POLICY_FLAGS_ALL)) {
+                        send_error(c, h, -ERANGE, "threshold %u outside 1..%u or unknown flags %#x",
+                                   p->threshold, HP_REGION_PAGES, p->flags);
+                        break;
+                }
+                c->threshold = p->threshold;
+                c->dense_predict = c->m->cfg.dense_predict && !(p->flags & HP_POLICY_NO_DENSE_PREDICT);
+                send_reply(c, h, 0);
+                break;
+        }
+        case HP_MSG_GET_STATS: {
+                struct hp_stats_reply rep = { 0 };
+                hp_header_init(&rep.hdr, HP_MSG_STATS_REPLY, sizeof(rep), h->seq, 0);
+                client_stats(c, &rep.stats);
+                (void)hp_send_fd(c->sock, &rep, sizeof(rep), -1);
+                break;
+        }
+        default:
+                send_error(c, h, -EPROTO, "message type %u is not a request", type);
+        }
+}
+
+static void on_sock(struct watch *w, int revents)
+{
+        struct client *c = w->data;
+        _Alignas(8) char buf[HP_MSG_MAX];
+
+        for (int i = 0; i < REQUESTS_PER_WAKEUP && c->state != CLIENT_DEAD; i++) {
+                int fd = -1;
+                ssize_t n = hp_recv_fd(c->sock, buf, sizeof(buf), &fd, MSG_DONTWAIT);
+                if (n == -EAGAIN)
+                        return;
+                if (n == -EMSGSIZE) {
+                        send_error(c, NULL, -EMSGSIZE, "message larger than %u bytes", HP_MSG_MAX);
+                        continue;
+                }
+                if (n <= 0) {
+                        client_disconnect(c, n == 0 ? "closed its connection" : "socket error");
+                        return;
+                }
+                handle_request(c, buf, n, fd);
+        }
+}
+
+void client_accept(struct manager *m)
+{
+        for (;;) {
+                int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(errno, "accept: %m");
+                        return;
+                }
+                if (m->nclients >= m->cfg.max_clients) {
+                        struct hp_error e = { 0 };
+                        hp_header_init(&e.hdr, HP_MSG_ERROR, sizeof(e), 0, -EUSERS);
+                        snprintf(e.text, sizeof(e.text), "too many clients (%u)", m->cfg.max_clients);
+                        (void)hp_send_fd(fd, &e, sizeof(e), -1);
+                        close(fd);
+                        continue;
+                }
+                struct client *c = calloc(1, sizeof(*c));
+                if (!c) {
+                        close(fd);
+                        return;
+                }
+                c->m = m;
+                c->id = ++m->next_client_id;
+                c->sock = fd;
+                c->pidfd = c->uffd = c->maps_fd = -1;
+                c->threshold = m->cfg.threshold;
+                c->dense_predict = m->cfg.dense_predict;
+                c->state = CLIENT_HELLO;
+                c->next = m->clients;
+                if (m->clients)
+                        m->clients->prev = c;
+                m->clients = c;
+                m->nclients++;
+                if (watch_start(&m->loop, &c->w_sock, fd, on_sock, c) < 0)
+                        client_disconnect(c, "out of io_uring entries");
+        }
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * loop.h: a thin wrapper over io_uring multishot polls. A `struct watch`
+ * names an fd and the callback to run when it is readable (model:
+ * dbus-broker's DispatchFile). Owned and run by the main thread only.
+ */
+#ifndef HP_LOOP_H
+#define HP_LOOP_H
+
+#include <liburing.h>
+#include <stdbool.h>
+
+struct loop;
+struct watch;
+
+/* revents: poll mask, or -errno if polling failed. */
+typedef void (*watch_fn)(struct watch *w, int revents);
+/* Called once the watch has stopped for good (after watch_stop). */
+typedef void (*watch_stopped_fn)(struct watch *w);
+
+struct watch {
+        struct loop *loop;
+        int fd;
+        watch_fn fn;
+        watch_stopped_fn stopped;
+        void *data;
+        bool armed;     /* a poll request is in the kernel */
+        bool stopping;  /* watch_stop called: do not re-arm */
+        bool dispatching; /* inside w->fn */
+};
+
+struct loop {
+        struct io_uring ring;
+        bool exit;
+        int exit_code;
+};
+
+int loop_init(struct loop *l, unsigned entries);
+void loop_deinit(struct loop *l);
+/* Start polling w->fd for POLLIN. */
+int watch_start(struct loop *l, struct watch *w, int fd, watch_fn fn, void *data);
+/*
+ * Stop polling. If a poll was armed, `stopped` runs later from the loop
+ * (the fd must stay open until then); otherwise it runs before this returns.
+ */
+void watch_stop(struct watch *w, watch_stopped_fn stopped);
+/* Run until loop_exit(). Returns exit code. */
+int loop_run(struct loop *l);
+void loop_exit(struct loop *l, int code);
+
+#endif

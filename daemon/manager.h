@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * manager.h: the daemon's state and the objects it owns.
+ *
+ * manager ── clients ── ranges (range.h) and regions (region.h)
+ *         └─ promotion workers (promote.c)
+ *
+ * Ownership: everything here is touched by the main thread only, except the
+ * promotion queue (promote.c, own lock). Workers never see a struct client:
+ * a job carries copies of what it needs (dup'd fds, addresses).
+ */
+#ifndef HP_MANAGER_H
+#define HP_MANAGER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "hugepaged-protocol.h"
+#include "loop.h"
+#include "range.h"
+#include "region.h"
+#include "stats.h"
+
+struct manager;
+
+enum client_state {
+        CLIENT_HELLO,   /* waiting for HP_MSG_HELLO */
+        CLIENT_UFFD,    /* device fd sent, waiting for the client's uffd */
+        CLIENT_READY,
+        CLIENT_DEAD,    /* disconnecting: watches being stopped */
+};
+
+struct client {
+        struct manager *m;
+        struct client *prev, *next;
+        uint64_t id;            /* unique for the daemon's lifetime */
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        char comm[16];
+        enum client_state state;
+
+        int sock, pidfd, uffd, maps_fd;
+        struct watch w_sock, w_uffd, w_pidfd;
+        unsigned watches_live;
+
+        uint32_t threshold;     /* default for this client's ranges */
+        bool dense_predict;
+        unsigned promotions_inflight;
+
+        struct range_set ranges;
+        struct region_table regions;
+        struct counters c;
+};
+
+struct config {
+        const char *socket_path;
+        const char *group;      /* allowed group, NULL/"" = root only */
+        uint32_t threshold;     /* default promotion threshold, pages */
+        uint32_t max_window;    /* largest served window, pages */
+        bool dense_predict;
+        unsigned workers;
+        unsigned max_clients;
+        unsigned max_ranges;    /* per client */
+        unsigned max_inflight;  /* promotions queued per client */
+};
+
+struct manager {
+        struct config cfg;
+        struct loop loop;
+        int listen_fd;
+        int uffd_dev;           /* /dev/userfaultfd, passed to clients */
+        gid_t group_gid;
+        bool group_valid;
+        void *zero_page;        /* HP_REGION_SIZE of zeros: UFFDIO_COPY source */
+        struct watch w_listen, w_signal, w_done;
+        int signal_fd;
+
+        struct client *clients;
+        unsigned nclients;
+        uint64_t next_client_id;
+        struct counters c;      /* totals over all clients, past and present */
+
+        struct promote_queue *pq;
+};
+
+/* client.c */
+void client_accept(struct manager *m);
+void client_disconnect(struct client *c, const char *why);
+struct client *client_by_id(struct manager *m, uint64_t id);
+void client_stats(struct client *c, struct hp_stats *ret);
+
+/* fault.c: the uffd side of a client */
+void fault_uffd_ready(struct client *c);
+int region_unregister(struct client *c, uint64_t start, uint64_t len);
+void fault_drop_span(struct client *c, uint64_t start, uint64_t end);
+
+/* promote.c */
+int promote_queue_new(struct manager *m, unsigned workers, struct promote_queue **ret);
+void promote_queue_free(struct promote_queue *q);
+int promote_queue_fd(struct promote_queue *q);
+/* Queue a promotion of region r; native = the region was already unregistered. */
+int promote_region(struct client *c, struct region *r, bool native);
+void promote_drain_done(struct manager *m);
+
+/* access.c */
+int access_check_peer(struct manager *m, int sock, pid_t *pid, uid_t *uid, gid_t *gid,
+                      int *pidfd, char *why, size_t whylen);
+
+/* vma.c */
+int vma_check_anon(int maps_fd, pid_t pid, uint64_t start, uint64_t end, char *why, size_t whylen);
+
+static inline uint64_t now_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#endif

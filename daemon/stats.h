@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * stats.h: counters and latency histograms (log-linear buckets, ~12%
+ * resolution, 1 ns .. 2^63 ns). Pure, unit-tested.
+ */
+#ifndef HP_STATS_H
+#define HP_STATS_H
+
+#include <stdint.h>
+
+#define HIST_SUB 8
+#define HIST_BUCKETS (64 * HIST_SUB)
+
+struct histogram {
+        uint64_t count;
+        uint32_t bucket[HIST_BUCKETS];
+};
+
+void histogram_add(struct histogram *h, uint64_t ns);
+/* Value at quantile q (0..1): the upper bound of its bucket; 0 if empty. */
+uint64_t histogram_quantile(const struct histogram *h, double q);
+
+/* Totals kept per client and summed globally; names as in DESIGN.md. */
+struct counters {
+        uint64_t faults_served;
+        uint64_t pages_populated;
+        uint64_t promotions;
+        uint64_t promotions_failed;
+        uint64_t reservations_released;
+        struct histogram fault_latency_ns;
+        struct histogram promotion_latency_ns;
+};
+
+#endif

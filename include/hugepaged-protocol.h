@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hugepaged-protocol.h: the wire protocol between hugepaged and its clients
+ * (libhugepaged and the preload shim).
+ *
+ * Transport: AF_UNIX SOCK_SEQPACKET, one message per packet, host byte order
+ * (both ends are on the same machine). Every message starts with a fixed
+ * header; `length` is the whole packet including the header. Requests carry a
+ * client-chosen `seq`; the reply echoes it. File descriptors travel as
+ * SCM_RIGHTS on HP_MSG_HELLO_REPLY (the /dev/userfaultfd fd) and HP_MSG_UFFD
+ * (the client's new uffd). Unknown types and bad lengths get HP_MSG_ERROR.
+ *
+ * Handshake:
+ *   client: HELLO                 -> daemon checks SO_PEERCRED, opens a pidfd
+ *   daemon: HELLO_REPLY + devfd   (or ERROR with a reason; then disconnect)
+ *   client: ioctl(devfd, USERFAULTFD_IOC_NEW) -> uffd; UFFD + uffd; closes both
+ *   daemon: REPLY                 (UFFDIO_API done; ranges may be registered)
+ *
+ * This header is pure data plus a pure decoder (hp_msg_check); it must never
+ * grow I/O.
+ */
+#ifndef HUGEPAGED_PROTOCOL_H
+#define HUGEPAGED_PROTOCOL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HP_MAGIC   0x48504744u /* "HPGD" */
+#define HP_VERSION 1u
+
+#define HP_MSG_MAX 512u /* largest packet either side sends */
+
+enum hp_msg_type {
+        HP_MSG_HELLO = 1,       /* c->d: struct hp_hello */
+        HP_MSG_HELLO_REPLY,     /* d->c: struct hp_hello_reply, fd: /dev/userfaultfd */
+        HP_MSG_UFFD,            /* c->d: header only, fd: the new uffd */
+        HP_MSG_REGISTER,        /* c->d: struct hp_range_req */
+        HP_MSG_UNREGISTER,      /* c->d: struct hp_range_req */
+        HP_MSG_SET_POLICY,      /* c->d: struct hp_policy */
+        HP_MSG_GET_STATS,       /* c->d: header only */
+        HP_MSG_STATS_REPLY,     /* d->c: struct hp_stats_reply */
+        HP_MSG_REPLY,           /* d->c: header only, status in header */
+        HP_MSG_ERROR,           /* d->c: struct hp_error */
+        _HP_MSG_MAX,
+};
+
+struct hp_header {
+        uint32_t magic;
+        uint16_t version;
+        uint16_t type;          /* enum hp_msg_type */
+        uint32_t length;        /* whole packet, header included */
+        uint32_t seq;           /* echoed in the reply */
+        int32_t status;         /* replies: 0 or -errno */
+        uint32_t reserved;      /* must be 0 */
+};
+
+struct hp_hello {
+        struct hp_header hdr;
+        uint32_t flags;         /* must be 0 */
+        uint32_t reserved;
+};
+
+struct hp_hello_reply {
+        struct hp_header hdr;
+        uint32_t version;       /* daemon's protocol version */
+        uint32_t features;      /* HP_FEATURE_* */
+        uint64_t reserved;
+};
+
+#define HP_RANGE_ANON    0u     /* private anonymous memory (the only backend so far) */
+
+struct hp_range_req {
+        struct hp_header hdr;
+        uint64_t addr;          /* page aligned */
+        uint64_t length;        /* page aligned, > 0 */
+        uint32_t backend;       /* HP_RANGE_* */
+        uint32_t threshold;     /* 0 = client default, else 1..512 */
+};
+
+struct hp_policy {
+        struct hp_header hdr;
+        uint32_t threshold;     /* 1..512 pages of 4 KiB per 2 MiB region */
+        uint32_t flags;         /* HP_POLICY_* */
+};
+
+#define HP_POLICY_NO_DENSE_PREDICT 0x1u
+#define HP_POLICY_FLAGS_ALL        HP_POLICY_NO_DENSE_PREDICT
+
+/* Counters, the names of DESIGN.md; all totals since the client connected. */
+struct hp_stats {
+        uint64_t faults_served;
+        uint64_t pages_populated;
+        uint64_t regions_reserved;      /* currently in the RESERVED state */
+        uint64_t pages_reserved_unused; /* 4K pages reserved but not populated */
+        uint64_t promotions;
+        uint64_t promotions_failed;
+        uint64_t regions_huge;          /* currently huge */
+        uint64_t reservations_released;
+        uint64_t ranges;
+        uint64_t fault_latency_p50_ns;
+        uint64_t fault_latency_p99_ns;
+        uint64_t promotion_latency_p50_ns;
+        uint64_t promotion_latency_p99_ns;
+        uint64_t threshold;
+};
+
+struct hp_stats_reply {
+        struct hp_header hdr;
+        struct hp_stats stats;
+};
+
+#define HP_ERROR_TEXT 200
+
+struct hp_error {
+        struct hp_header hdr;
+        char text[HP_ERROR_TEXT];       /* NUL terminated, for people */
+};
+
+#define HP_PAGE_SIZE     4096ull
+#define HP_REGION_SIZE   (2ull << 20)
+#define HP_REGION_PAGES  512u
+
+static inline void hp_header_init(struct hp_header *h, enum hp_msg_type type,
+                                  uint32_t length, uint32_t seq, int32_t status)
+{
+        h->magic = HP_MAGIC;
+        h->version = HP_VERSION;
+        h->type = (uint16_t)type;
+        h->length = length;
+        h->seq = seq;
+        h->status = status;
+        h->reserved = 0;
+}
+
+/* Expected packet size of each type; 0 for an unknown type. */
+static inline size_t hp_msg_size(uint16_t type)
+{
+        switch (type) {
+        case HP_MSG_HELLO:       return sizeof(struct hp_hello);
+        case HP_MSG_HELLO_REPLY: return sizeof(struct hp_hello_reply);
+        case HP_MSG_UFFD:        return sizeof(struct hp_header);
+        case HP_MSG_REGISTER:    return sizeof(struct hp_range_req);
+        case HP_MSG_UNREGISTER:  return sizeof(struct hp_range_req);
+        case HP_MSG_SET_POLICY:  return sizeof(struct hp_policy);
+        case HP_MSG_GET_STATS:   return sizeof(struct hp_header);
+        case HP_MSG_STATS_REPLY: return sizeof(struct hp_stats_reply);
+        case HP_MSG_REPLY:       return sizeof(struct hp_header);
+        case HP_MSG_ERROR:       return sizeof(struct hp_error);
+        default:                 return 0;
+        }
+}
+
+/*
+ * Check a received packet of `len` bytes. Returns the message type (> 0) or:
+ *  -EBADMSG   shorter than a header, bad magic, reserved bits set,
+ *             header length not equal to the packet length
+ *  -EPROTONOSUPPORT  wrong version
+ *  -EOPNOTSUPP unknown type
+ *  -EMSGSIZE  packet size does not match the type
+ * The caller still validates field values (see hp_range_check).
+ */
+static inline int hp_msg_check(const void *buf, size_t len)
+{
+        const struct hp_header *h = (const struct hp_header *)buf;
+        size_t want;
+
+        if (!buf || len < sizeof(*h))
+                return -EBADMSG;
+        if (h->magic != HP_MAGIC || h->reserved != 0 || h->length != len)
+                return -EBADMSG;
+        if (h->version != HP_VERSION)
+                return -EPROTONOSUPPORT;
+        want = hp_msg_size(h->type);
+        if (want == 0)
+                return -EOPNOTSUPP;
+        if (len != want)
+                return -EMSGSIZE;
+        return h->type;
+}
+
+/* Highest user address on x86-64 with 4-level paging plus 5-level headroom. */
+#define HP_USER_ADDR_MAX (1ull << 56)
+
+/* Validate the address fields of a range request: 0 or -EINVAL/-ERANGE. */
+static inline int hp_range_check(uint64_t addr, uint64_t length, uint32_t threshold)
+{
+        if (length == 0 || (addr & (HP_PAGE_SIZE - 1)) || (length & (HP_PAGE_SIZE - 1)))
+                return -EINVAL;
+        if (addr == 0 || addr + length < addr || addr + length > HP_USER_ADDR_MAX)
+                return -ERANGE;
+        if (threshold > HP_REGION_PAGES)
+                return -ERANGE;
+        return 0;
+}
+
+#endif
