@@ -70,9 +70,13 @@ static void client_free(struct client *c)
         m->nclients--;
         /* Closing the last reference to the uffd unregisters every range:
          * blocked faults retry as ordinary kernel faults. */
-        safe_close(c->uffd);
+        if (c->fds)
+                client_fds_unref(c->fds);
+        else {
+                safe_close(c->uffd);
+                safe_close(c->pidfd);
+        }
         safe_close(c->sock);
-        safe_close(c->pidfd);
         safe_close(c->maps_fd);
         range_set_deinit(&c->ranges);
         region_table_deinit(&c->regions);
@@ -131,6 +135,7 @@ void client_disconnect(struct client *c, const char *why)
                 log_debug("client %d gone during handshake (%s)", c->pid, why);
         }
         c->state = CLIENT_DEAD;
+        promote_forget_client(c->m->pq, c->id);
         /* Release the registrations now: the process must not wait for us. */
         if (c->uffd >= 0 && !c->w_uffd.loop)
                 c->uffd = safe_close(c->uffd);
@@ -240,6 +245,12 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
                 safe_close(fd);
                 return r;
         }
+        c->fds = calloc(1, sizeof(*c->fds));
+        if (!c->fds) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        *c->fds = (struct client_fds){ .refs = 1, .pidfd = c->pidfd, .uffd = fd };
         c->uffd = fd;
         r = watch_start(&m->loop, &c->w_uffd, fd, on_uffd, c);
         if (r < 0)

@@ -106,7 +106,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                         serve_page(c, page_addr);
                         return;
                 }
-                if (a == PROMOTE_NATIVE && c->promotions_inflight < m->cfg.max_inflight) {
+                if (a == PROMOTE_NATIVE) {
                         /* Dense fast path: let the kernel install a THP at this fault. */
                         e = region_unregister(c, rstart, HP_REGION_SIZE);
                         if (e == 0) {
@@ -159,7 +159,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
         histogram_add(&c->c.fault_latency_ns, dt);
         histogram_add(&m->c.fault_latency_ns, dt);
 
-        if (region_should_promote(r, threshold, whole) && c->promotions_inflight < m->cfg.max_inflight)
+        if (region_should_promote(r, threshold, whole))
                 promote_region(c, r, false);
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -229,7 +230,6 @@ int main(int argc, char **argv)
                         .workers = 1,
                         .max_clients = 4096,
                         .max_ranges = 65536,
-                        .max_inflight = 64,
                 },
                 .listen_fd = -1, .uffd_dev = -1, .signal_fd = -1,
         };
@@ -238,6 +238,13 @@ int main(int argc, char **argv)
 
         if (parse_args(argc, argv, &m.cfg) < 0)
                 return 2;
+
+        /* Each client holds four fds (socket, pidfd, uffd, maps). */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
 
         if (m.cfg.group && m.cfg.group[0]) {
                 struct group *g = getgrnam(m.cfg.group);

@@ -33,6 +33,15 @@ enum client_state {
         CLIENT_DEAD,    /* disconnecting: watches being stopped */
 };
 
+/* A client's pidfd and uffd, shared with queued promotion jobs. */
+struct client_fds {
+        int refs;               /* atomic */
+        int pidfd, uffd;
+};
+
+struct client_fds *client_fds_ref(struct client_fds *f);
+struct client_fds *client_fds_unref(struct client_fds *f);
+
 struct client {
         struct manager *m;
         struct client *prev, *next;
@@ -44,12 +53,12 @@ struct client {
         enum client_state state;
 
         int sock, pidfd, uffd, maps_fd;
+        struct client_fds *fds; /* owns pidfd and uffd once the handshake is done */
         struct watch w_sock, w_uffd, w_pidfd;
         unsigned watches_live;
 
         uint32_t threshold;     /* default for this client's ranges */
         bool dense_predict;
-        unsigned promotions_inflight;
 
         struct range_set ranges;
         struct region_table regions;
@@ -65,7 +74,6 @@ struct config {
         unsigned workers;
         unsigned max_clients;
         unsigned max_ranges;    /* per client */
-        unsigned max_inflight;  /* promotions queued per client */
 };
 
 struct manager {
@@ -105,6 +113,8 @@ int promote_queue_fd(struct promote_queue *q);
 /* Queue a promotion of region r; native = the region was already unregistered. */
 int promote_region(struct client *c, struct region *r, bool native);
 void promote_drain_done(struct manager *m);
+/* Drop the jobs of a client that is going away (not yet started ones). */
+void promote_forget_client(struct promote_queue *q, uint64_t client_id);
 
 /* access.c */
 int access_check_peer(struct manager *m, int sock, pid_t *pid, uid_t *uid, gid_t *gid,

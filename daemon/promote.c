@@ -39,7 +39,7 @@ struct promote_job {
         struct promote_job *next;
         uint64_t client_id;
         uint64_t idx;
-        int pidfd, uffd;
+        struct client_fds *fds;
         bool native;
         uint64_t t_queued;
         int result;             /* 0 or -errno of the collapse */
@@ -71,12 +71,12 @@ static void run_job(struct promote_job *j)
         struct iovec iov = { .iov_base = (void *)(uintptr_t)start, .iov_len = HP_REGION_SIZE };
         int e = 0;
 
-        if (!j->native && ioctl(j->uffd, UFFDIO_UNREGISTER, &ur) < 0) {
+        if (!j->native && ioctl(j->fds->uffd, UFFDIO_UNREGISTER, &ur) < 0) {
                 j->result = -errno;
                 return; /* still registered: nothing to undo */
         }
         for (int i = 0;; i++) {
-                if (hp_process_madvise(j->pidfd, &iov, 1, MADV_COLLAPSE, 0) >= 0) {
+                if (hp_process_madvise(j->fds->pidfd, &iov, 1, MADV_COLLAPSE, 0) >= 0) {
                         e = 0;
                         break;
                 }
@@ -97,7 +97,7 @@ static void run_job(struct promote_job *j)
         }
         j->result = e;
         struct uffdio_register reg = { .range = ur, .mode = UFFDIO_REGISTER_MODE_MISSING };
-        j->reregistered = ioctl(j->uffd, UFFDIO_REGISTER, &reg) == 0;
+        j->reregistered = ioctl(j->fds->uffd, UFFDIO_REGISTER, &reg) == 0;
 }
 
 static void *worker_main(void *arg)
@@ -117,8 +117,7 @@ static void *worker_main(void *arg)
                 pthread_mutex_unlock(&q->lock);
 
                 run_job(j);
-                j->pidfd = safe_close(j->pidfd);
-                j->uffd = safe_close(j->uffd);
+                j->fds = client_fds_unref(j->fds);
 
                 pthread_mutex_lock(&q->lock);
                 j->next = q->done;
@@ -173,8 +172,7 @@ void promote_queue_free(struct promote_queue *q)
                 pthread_join(q->workers[i], NULL);
         for (struct promote_job *j = q->todo, *n; j; j = n) {
                 n = j->next;
-                safe_close(j->pidfd);
-                safe_close(j->uffd);
+                client_fds_unref(j->fds);
                 free(j);
         }
         for (struct promote_job *j = q->done, *n; j; j = n) {
@@ -184,6 +182,51 @@ void promote_queue_free(struct promote_queue *q)
         safe_close(q->efd);
         free(q->workers);
         free(q);
+}
+
+void promote_forget_client(struct promote_queue *q, uint64_t client_id)
+{
+        struct promote_job *drop = NULL;
+
+        pthread_mutex_lock(&q->lock);
+        q->todo_tail = &q->todo;
+        for (struct promote_job *j = q->todo, *n; j; j = n) {
+                n = j->next;
+                if (j->client_id == client_id) {
+                        j->next = drop;
+                        drop = j;
+                } else {
+                        *q->todo_tail = j;
+                        q->todo_tail = &j->next;
+                }
+        }
+        *q->todo_tail = NULL;
+        pthread_mutex_unlock(&q->lock);
+        while (drop) {
+                struct promote_job *j = drop;
+                drop = j->next;
+                client_fds_unref(j->fds);
+                free(j);
+        }
+}
+
+struct client_fds *client_fds_ref(struct client_fds *f)
+{
+        if (f)
+                __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+        return f;
+}
+
+struct client_fds *client_fds_unref(struct client_fds *f)
+{
+        if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+                /* Last reference to the uffd: the kernel unregisters every
+                 * range and blocked faults proceed as ordinary faults. */
+                safe_close(f->uffd);
+                safe_close(f->pidfd);
+                free(f);
+        }
+        return NULL;
 }
 
 int promote_queue_fd(struct promote_queue *q)
@@ -202,17 +245,8 @@ int promote_region(struct client *c, struct region *r, bool native)
         j->idx = r->idx;
         j->native = native;
         j->t_queued = now_ns();
-        j->pidfd = fcntl(c->pidfd, F_DUPFD_CLOEXEC, 3);
-        j->uffd = fcntl(c->uffd, F_DUPFD_CLOEXEC, 3);
-        if (j->pidfd < 0 || j->uffd < 0) {
-                int e = -errno;
-                safe_close(j->pidfd);
-                safe_close(j->uffd);
-                free(j);
-                return e;
-        }
+        j->fds = client_fds_ref(c->fds);
         r->state = REGION_PROMOTING;
-        c->promotions_inflight++;
 
         pthread_mutex_lock(&q->lock);
         *q->todo_tail = j;
@@ -229,7 +263,6 @@ static void job_finish(struct manager *m, struct promote_job *j)
 
         if (!c || c->state != CLIENT_READY)
                 return;
-        c->promotions_inflight--;
         struct region *r = region_lookup(&c->regions, j->idx);
         if (!r || r->state != REGION_PROMOTING)
                 return;

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests for daemon/stats.c: histogram quantiles. */
+#undef NDEBUG
+#include <assert.h>
+#include <stdio.h>
+
+#include "stats.h"
+
+static void near(uint64_t got, uint64_t want)
+{
+        /* bucket upper bounds are within 12.5% above the true value */
+        assert(got >= want && got <= want + want / 8 + 1);
+}
+
+int main(void)
+{
+        struct histogram h = { 0 };
+        assert(histogram_quantile(&h, 0.5) == 0);
+        for (uint64_t v = 1; v <= 1000; v++)
+                histogram_add(&h, v * 1000);    /* 1 us .. 1 ms */
+        assert(h.count == 1000);
+        near(histogram_quantile(&h, 0.50), 501000);
+        near(histogram_quantile(&h, 0.99), 991000);
+        near(histogram_quantile(&h, 0.0), 1000);
+        near(histogram_quantile(&h, 1.0), 1000000);
+        struct histogram small = { 0 };
+        histogram_add(&small, 0);
+        histogram_add(&small, 7);
+        assert(histogram_quantile(&small, 0.0) == 0 && histogram_quantile(&small, 0.99) == 7);
+        struct histogram big = { 0 };
+        histogram_add(&big, ~0ull);
+        assert(histogram_quantile(&big, 0.5) >= (1ull << 63));
+        printf("stats: ok\n");
+        return 0;
+}
