@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Dense memory becomes huge under hugepaged.
+
+1 GiB written page by page in order, and another 1 GiB in a random page
+order: AnonHugePages of the mapping must reach 99% of its size within the
+workload's poll bound (a correctness bound, not a speed target), every page
+must hold its pattern afterwards, and the daemon must report promotions for
+the client.
+"""
+
+import hptest
+
+SIZE = 1 << 30
+WAIT_S = 30
+
+
+def case(ctx, d, mode):
+    r = hptest.run(ctx.managed(d.socket, ["--wait", str(WAIT_S), mode, "1G"], ["--debug"]), timeout=600)
+    ctx.require(r.rc == 0, f"{mode}: workload exits 0 (got {r.rc}){'' if r.rc == 0 else r.describe()}")
+    ctx.expect(r.int("mismatches") == 0, f"{mode}: data intact ({r.kv['mismatches']} mismatches)")
+    ctx.expect("not managed" not in r.err, f"{mode}: hugepaged-run did not report 'not managed'")
+    huge = r.int("anon_huge_bytes")
+    ctx.expect(huge >= 0.99 * SIZE,
+               f"{mode}: AnonHugePages {huge / 2**20:.0f} MiB >= 99% of {SIZE / 2**20:.0f} MiB "
+               f"within {WAIT_S} s (waited {r.float('wait_ms') / 1e3:.2f} s, "
+               f"populate {r.float('populate_ms') / 1e3:.2f} s, {r.int('vmas')} VMAs)")
+    stats = d.client_stats(r.int("pid"))
+    ctx.require(stats is not None, f"{mode}: daemon logged 'client {r.int('pid')} ... gone'")
+    ctx.expect(stats.get("promotions", 0) > 0,
+               f"{mode}: daemon promoted regions for the client (promotions={stats.get('promotions')}, "
+               f"promotions_failed={stats.get('promotions_failed')}, regions_huge={stats.get('regions_huge')})")
+
+
+def test(ctx):
+    d = ctx.daemon()
+    case(ctx, d, "dense-seq")
+    case(ctx, d, "dense-rand")
+
+
+if __name__ == "__main__":
+    hptest.main(test)
