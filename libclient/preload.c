@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * preload.c: libhugepaged-preload.so, the LD_PRELOAD shim that hands the large
+ * private anonymous mappings of an unmodified program to hugepaged.
+ *
+ * Owns: the process's one connection to the daemon (made in the constructor),
+ * the interposed mmap/mmap64/munmap/mremap, and 2 MiB alignment of the
+ * mappings it manages.
+ *
+ * Must never: change what a call returns or how it fails unless it can keep
+ * the promise (any doubt: behave exactly like libc's wrapper), allocate or
+ * call anything that may mmap inside an interposed call, recurse into itself,
+ * print anything except one line at start with HUGEPAGED_DEBUG, send a
+ * request from a forked child on the parent's connection (it would register
+ * in the parent's mm), or cost a system call per mmap once it is unmanaged.
+ */
+/* With _FILE_OFFSET_BITS=64 (meson's default) glibc's headers rename mmap to
+ * mmap64 in asm, and the two definitions below would collide. On 64-bit
+ * targets off_t is 64 bits either way. */
+#undef _FILE_OFFSET_BITS
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "raw.h"
+#include "util.h"
+
+#define _public_ __attribute__((visibility("default")))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+
+/* Flags that make a private anonymous mapping someone else's business: fixed
+ * placement, stacks, hugetlb, and memory populated before we could register. */
+#define SHIM_MAP_EXCLUDED (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_STACK | MAP_GROWSDOWN | \
+                           MAP_HUGETLB | MAP_POPULATE | MAP_LOCKED)
+
+/* Set once the handshake succeeded; cleared for good when the connection
+ * dies or in a forked child. Read without the lock on every call. */
+static atomic_bool shim_managed;
+
+static struct hp_conn shim_conn = HP_CONN_NULL;     /* under shim_lock */
+static pthread_mutex_t shim_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t shim_min_size = HP_DEFAULT_MIN_SIZE;  /* set before shim_managed */
+static unsigned shim_threshold;                     /* 0: the daemon's default */
+
+/* This thread is inside the shim (or in a signal handler that interrupted
+ * it): pass everything through. initial-exec: no allocation on first use. */
+static __thread bool shim_inside __attribute__((tls_model("initial-exec")));
+
+static inline bool shim_is_managed(void)
+{
+        return atomic_load_explicit(&shim_managed, memory_order_acquire);
+}
+
+static void shim_unmanage(void)
+{
+        atomic_store_explicit(&shim_managed, false, memory_order_release);
+}
+
+static bool shim_wants_mmap(size_t len, int flags, int fd, off_t off)
+{
+        return fd == -1 && off == 0 &&
+               (flags & MAP_TYPE) == MAP_PRIVATE &&
+               (flags & MAP_ANONYMOUS) &&
+               !(flags & SHIM_MAP_EXCLUDED) &&
+               len >= shim_min_size &&
+               len <= SIZE_MAX / 4;
+}
+
+/* Register [addr, addr+len) and advise huge pages if the daemon took it. */
+static int shim_register(void *addr, size_t len)
+{
+        int r = -ENOTCONN;
+
+        pthread_mutex_lock(&shim_lock);
+        if (shim_is_managed()) {
+                r = hp_conn_register(&shim_conn, (uintptr_t)addr, len, shim_threshold);
+                if (!hp_conn_is_open(&shim_conn))
+                        shim_unmanage();
+        }
+        pthread_mutex_unlock(&shim_lock);
+
+        /* Only managed memory gets the advice: unmanaged memory must behave
+         * exactly as without the shim. */
+        if (r == 0)
+                (void) raw_madvise(addr, len, MADV_HUGEPAGE);
+        return r;
+}
+
+static void *shim_mmap(void *addr, size_t len, int prot, int flags)
+{
+        int saved_errno = errno;
+        size_t plen = hp_round_up(len, HP_PAGE_SIZE);
+        void *p;
+
+        if (addr) {
+                /* A hint is the caller's choice of place: keep it, and manage
+                 * whatever we got (only its whole 2 MiB regions get huge). */
+                p = raw_mmap(addr, len, prot, flags, -1, 0);
+                if (p == MAP_FAILED)
+                        return p;
+        } else {
+                p = hp_mmap_aligned(plen, prot, flags);
+                if (p == MAP_FAILED) {
+                        /* e.g. the extra 2 MiB hit an overcommit or address
+                         * space limit: let the real call decide */
+                        errno = saved_errno;
+                        return raw_mmap(NULL, len, prot, flags, -1, 0);
+                }
+        }
+
+        (void) shim_register(p, plen);
+        errno = saved_errno;
+        return p;
+}
+
+/*
+ * A grown mapping of managed size: the kernel moved or extended the VMA with
+ * its userfaultfd registration and told the daemon about the old part (REMAP)
+ * but not about the new tail. Register the whole range; if part of it is
+ * already registered (it was managed), register just the new tail.
+ */
+static void shim_register_grown(void *p, size_t old_len, size_t new_len)
+{
+        size_t old_plen = hp_round_up(old_len, HP_PAGE_SIZE);
+        size_t new_plen = hp_round_up(new_len, HP_PAGE_SIZE);
+        int r;
+
+        r = shim_register(p, new_plen);
+        if (r == -EEXIST && new_plen > old_plen)
+                (void) shim_register((char *)p + old_plen, new_plen - old_plen);
+}
+
+static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags)
+{
+        int saved_errno = errno;
+        size_t new_plen = hp_round_up(new_len, HP_PAGE_SIZE);
+        void *dest, *p;
+
+        /* Already aligned: growing in place keeps it so, and costs nothing. */
+        if (((uintptr_t)old & (HP_REGION_SIZE - 1)) == 0) {
+                p = raw_mremap(old, old_len, new_len, flags & ~MREMAP_MAYMOVE, NULL);
+                if (p != MAP_FAILED)
+                        goto grown;
+        }
+
+        /* Reserve an aligned destination; moving over it replaces it. */
+        dest = hp_mmap_aligned(new_plen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+        if (dest == MAP_FAILED)
+                goto plain;
+        p = raw_mremap(old, old_len, new_len, flags | MREMAP_FIXED, dest);
+        if (p == MAP_FAILED) {
+                raw_munmap(dest, new_plen);
+                goto plain;
+        }
+
+grown:
+        shim_register_grown(p, old_len, new_len);
+        errno = saved_errno;
+        return p;
+
+plain:
+        errno = saved_errno;
+        return raw_mremap(old, old_len, new_len, flags, NULL);
+}
+
+_public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+        void *p;
+
+        if (!shim_is_managed() || !shim_wants_mmap(len, flags, fd, off) || shim_inside)
+                return raw_mmap(addr, len, prot, flags, fd, off);
+
+        shim_inside = true;
+        p = shim_mmap(addr, len, prot, flags);
+        shim_inside = false;
+        return p;
+}
+
+_public_ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
+{
+        return mmap(addr, len, prot, flags, fd, off);
+}
+
+/* The daemon learns of unmaps from the uffd's UNMAP events. */
+_public_ int munmap(void *addr, size_t len)
+{
+        return raw_munmap(addr, len);
+}
+
+_public_ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+        void *new_addr = NULL, *p;
+
+        if (flags & MREMAP_FIXED) {
+                va_list ap;
+                va_start(ap, flags);
+                new_addr = va_arg(ap, void *);
+                va_end(ap);
+        }
+
+        if (!shim_is_managed() || shim_inside ||
+            (flags & (MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP)) != MREMAP_MAYMOVE ||
+            old_len == 0 || new_len <= old_len || new_len < shim_min_size || new_len > SIZE_MAX / 4)
+                return raw_mremap(old, old_len, new_len, flags, new_addr);
+
+        shim_inside = true;
+        p = shim_mremap(old, old_len, new_len, flags);
+        shim_inside = false;
+        return p;
+}
+
+/* A forked child runs unmanaged: its connection is the parent's (the uffd
+ * and every registration belong to the parent's mm). Close our copy. */
+static void shim_atfork_child(void)
+{
+        shim_unmanage();
+        hp_conn_close(&shim_conn);
+}
+
+/* One line at most, written with write(2): no stdio buffer, no allocation. */
+_printf_(1, 2)
+static void shim_debug(const char *fmt, ...)
+{
+        char line[512];
+        va_list ap;
+        int n, prefix;
+
+        prefix = snprintf(line, sizeof(line), "hugepaged: pid %d (%s): ",
+                          (int)getpid(), program_invocation_short_name);
+        if (prefix < 0 || (size_t)prefix >= sizeof(line))
+                return;
+        va_start(ap, fmt);
+        n = vsnprintf(line + prefix, sizeof(line) - (size_t)prefix - 1, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        n += prefix;
+        if ((size_t)n > sizeof(line) - 2)
+                n = (int)sizeof(line) - 2;
+        line[n++] = '\n';
+        (void) !write(STDERR_FILENO, line, (size_t)n);
+}
+
+static bool env_flag(const char *name)
+{
+        const char *e = secure_getenv(name);
+
+        return e && *e && strcmp(e, "0") != 0;
+}
+
+/* Read the configuration; 0, or -EINVAL with *why set for the debug line. */
+static int shim_parse_env(char *why, size_t why_size)
+{
+        const char *e;
+        uint64_t size;
+        int r;
+
+        e = secure_getenv(HP_ENV_MIN_SIZE);
+        if (e && *e) {
+                r = hp_parse_size(e, &size);
+                if (r < 0 || size == 0 || size > SIZE_MAX / 4) {
+                        snprintf(why, why_size, "invalid %s=%s", HP_ENV_MIN_SIZE, e);
+                        return -EINVAL;
+                }
+                shim_min_size = (size_t)size;
+        }
+
+        e = secure_getenv(HP_ENV_THRESHOLD);
+        if (e && *e && hp_parse_threshold(e, 0, &shim_threshold) < 0) {
+                snprintf(why, why_size, "invalid %s=%s (0..%u)", HP_ENV_THRESHOLD, e, HP_REGION_PAGES);
+                return -EINVAL;
+        }
+
+        e = secure_getenv(HP_ENV_BACKEND);
+        if (e && *e && strcmp(e, "anon") != 0) {
+                snprintf(why, why_size, "%s=%s is not supported (only anon)", HP_ENV_BACKEND, e);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+__attribute__((constructor))
+static void shim_init(void)
+{
+        bool debug = env_flag(HP_ENV_DEBUG);
+        char why[256] = "";
+        const char *path;
+        int saved_errno = errno, r;
+
+        shim_inside = true;
+
+        r = shim_parse_env(why, sizeof(why));
+        if (r < 0)
+                goto out;
+        if (sysconf(_SC_PAGESIZE) != (long)HP_PAGE_SIZE) {
+                snprintf(why, sizeof(why), "the page size is not 4 KiB");
+                goto out;
+        }
+
+        path = hp_conn_socket_path(NULL);
+        r = hp_conn_open(&shim_conn, path);
+        if (r == -ENOENT || r == -ECONNREFUSED) {
+                snprintf(why, sizeof(why), "no daemon at %s", path);
+                goto out;
+        }
+        if (r < 0) {
+                if (shim_conn.error[0])
+                        snprintf(why, sizeof(why), "%s", shim_conn.error);
+                else
+                        snprintf(why, sizeof(why), "%s: %s", path, strerror(-r));
+                goto out;
+        }
+
+        r = pthread_atfork(NULL, NULL, shim_atfork_child);
+        if (r != 0) {
+                hp_conn_close(&shim_conn);
+                snprintf(why, sizeof(why), "pthread_atfork: %s", strerror(r));
+                goto out;
+        }
+
+        atomic_store_explicit(&shim_managed, true, memory_order_release);
+        if (debug) {
+                char threshold[16] = "default";
+                if (shim_threshold > 0)
+                        snprintf(threshold, sizeof(threshold), "%u", shim_threshold);
+                shim_debug("managed by %s (mappings of %zu bytes and more, threshold %s)",
+                           path, shim_min_size, threshold);
+        }
+        shim_inside = false;
+        errno = saved_errno;
+        return;
+
+out:
+        if (debug)
+                shim_debug("not managed: %s", why);
+        shim_inside = false;
+        errno = saved_errno;
+}

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hugepaged-run: run a command with its large anonymous mappings managed by
+ * hugepaged, through the LD_PRELOAD shim.
+ *
+ *   hugepaged-run [--socket PATH] [--threshold N] [--min-size SIZE] [--debug]
+ *                 [--] CMD [ARGS...]
+ *
+ * Owns: option checking, the HUGEPAGED_* environment of the command, finding
+ * the shim and putting it in front of LD_PRELOAD, and one probe handshake so
+ * that a refusal is reported once, here, instead of silently in every process.
+ *
+ * Must never: change the command's exit status (it execs the command), keep
+ * the probe connection open across exec, or refuse to run the command because
+ * the daemon is missing or refuses it (fail open: run it unmanaged).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "util.h"
+
+#define PRELOAD_NAME "libhugepaged-preload.so"
+
+#define EXIT_USAGE 2
+
+#define _noreturn_ __attribute__((noreturn))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+static const char *arg_socket;
+static const char *arg_threshold;
+static const char *arg_min_size;
+static bool arg_debug;
+
+static void help(void)
+{
+        printf("Usage: %s [OPTIONS] [--] CMD [ARGS...]\n"
+               "\n"
+               "Run CMD with its private anonymous mappings of --min-size and more\n"
+               "managed by hugepaged: first-touch faults served at 4 KiB, dense 2 MiB\n"
+               "regions promoted to huge pages. Without a daemon, or if the daemon\n"
+               "refuses, CMD runs unmanaged. The exit status is CMD's.\n"
+               "\n"
+               "Options:\n"
+               "      --socket PATH     the daemon's socket (default: $%s or %s)\n"
+               "      --threshold N     pages (1..%u) of a 2 MiB region in use before it is\n"
+               "                        promoted (default: the daemon's)\n"
+               "      --min-size SIZE   smallest mapping to manage, e.g. 2M, 512K, 1G\n"
+               "                        (default: 2M)\n"
+               "      --debug           say whether each process is managed, and why not\n"
+               "  -h, --help            show this help\n"
+               "      --version         show the version\n"
+               "\n"
+               "Environment: %s overrides where the shim is loaded from.\n",
+               program_invocation_short_name, HP_ENV_SOCKET, HUGEPAGED_DEFAULT_SOCKET,
+               HP_REGION_PAGES, HP_ENV_PRELOAD);
+}
+
+_noreturn_ _printf_(1, 2)
+static void usage_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "%s: ", program_invocation_short_name);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry '%s --help' for more information.\n", program_invocation_short_name);
+        exit(EXIT_USAGE);
+}
+
+static int parse_argv(int argc, char *argv[])
+{
+        enum { ARG_SOCKET = 0x100, ARG_THRESHOLD, ARG_MIN_SIZE, ARG_DEBUG, ARG_VERSION };
+        static const struct option options[] = {
+                { "socket",    required_argument, NULL, ARG_SOCKET },
+                { "threshold", required_argument, NULL, ARG_THRESHOLD },
+                { "min-size",  required_argument, NULL, ARG_MIN_SIZE },
+                { "debug",     no_argument,       NULL, ARG_DEBUG },
+                { "help",      no_argument,       NULL, 'h' },
+                { "version",   no_argument,       NULL, ARG_VERSION },
+                {}
+        };
+        uint64_t size;
+        unsigned threshold;
+        int c;
+
+        /* '+': stop at CMD, its options are its own */
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_SOCKET:
+                        if (!*optarg)
+                                usage_error("--socket needs a path");
+                        arg_socket = optarg;
+                        break;
+                case ARG_THRESHOLD:
+                        if (hp_parse_threshold(optarg, 1, &threshold) < 0)
+                                usage_error("invalid --threshold '%s': expected a number of pages, 1..%u",
+                                            optarg, HP_REGION_PAGES);
+                        arg_threshold = optarg;
+                        break;
+                case ARG_MIN_SIZE:
+                        if (hp_parse_size(optarg, &size) < 0 || size == 0 || size > SIZE_MAX / 4)
+                                usage_error("invalid --min-size '%s': expected a size such as 2M, 512K or 1G",
+                                            optarg);
+                        arg_min_size = optarg;
+                        break;
+                case ARG_DEBUG:
+                        arg_debug = true;
+                        break;
+                case 'h':
+                        help();
+                        exit(EXIT_SUCCESS);
+                case ARG_VERSION:
+                        printf("hugepaged-run %s\n", HP_PROJECT_VERSION);
+                        exit(EXIT_SUCCESS);
+                default:
+                        /* getopt printed what was wrong */
+                        fprintf(stderr, "Try '%s --help' for more information.\n",
+                                program_invocation_short_name);
+                        exit(EXIT_USAGE);
+                }
+        }
+        if (optind >= argc)
+                usage_error("no command given");
+        return optind;
+}
+
+static bool file_exists(const char *path)
+{
+        return access(path, R_OK) == 0;
+}
+
+/*
+ * Where the shim is: $HUGEPAGED_PRELOAD; else the build tree's, when this
+ * executable runs from a build tree (tools/../libclient/); else the installed
+ * one. The build tree comes first so that a fresh build never loads an older
+ * installed shim; an installed hugepaged-run has no ../libclient/ beside it.
+ * Returns a malloc'ed absolute path or NULL (having said why).
+ */
+static char *preload_find(void)
+{
+        char exe[PATH_MAX], candidate[PATH_MAX + sizeof("/../libclient/" PRELOAD_NAME)];
+        const char *e;
+        char *slash;
+        ssize_t n;
+
+        e = getenv(HP_ENV_PRELOAD);
+        if (e && *e) {
+                char *p = realpath(e, NULL);
+                if (!p || !file_exists(p)) {
+                        fprintf(stderr, "%s: %s=%s: %m, running unmanaged\n",
+                                program_invocation_short_name, HP_ENV_PRELOAD, e);
+                        free(p);
+                        return NULL;
+                }
+                return p;
+        }
+
+        n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n > 0) {
+                exe[n] = '\0';
+                slash = strrchr(exe, '/');
+                if (slash) {
+                        *slash = '\0';
+                        snprintf(candidate, sizeof(candidate), "%s/../libclient/%s", exe, PRELOAD_NAME);
+                        if (file_exists(candidate))
+                                return realpath(candidate, NULL);
+                }
+        }
+
+        if (file_exists(HP_PRELOAD_INSTALLED))
+                return strdup(HP_PRELOAD_INSTALLED);
+
+        fprintf(stderr, "%s: cannot find %s (not installed, or set %s), running unmanaged\n",
+                program_invocation_short_name, HP_PRELOAD_INSTALLED, HP_ENV_PRELOAD);
+        return NULL;
+}
+
+/* Is path already one of the entries of LD_PRELOAD (separated by ':' or ' ')? */
+static bool preload_has(const char *list, const char *path)
+{
+        size_t len = strlen(path);
+
+        for (const char *p = list; *p; ) {
+                size_t n = strcspn(p, ": ");
+                if (n == len && memcmp(p, path, len) == 0)
+                        return true;
+                p += n;
+                p += strspn(p, ": ");
+        }
+        return false;
+}
+
+/* Put the shim first in LD_PRELOAD, keeping what is there. 0 or -errno. */
+static int preload_add(const char *shim)
+{
+        const char *old = getenv("LD_PRELOAD");
+        _cleanup_free_ char *value = NULL;
+
+        if (strpbrk(shim, ": ")) {
+                fprintf(stderr, "%s: %s: a path with ':' or ' ' cannot go in LD_PRELOAD, running unmanaged\n",
+                        program_invocation_short_name, shim);
+                return -EINVAL;
+        }
+        if (old && preload_has(old, shim))
+                return 0;
+        if (old && *old) {
+                if (asprintf(&value, "%s:%s", shim, old) < 0)
+                        return -ENOMEM;
+        } else {
+                value = strdup(shim);
+                if (!value)
+                        return -ENOMEM;
+        }
+        if (setenv("LD_PRELOAD", value, 1) < 0)
+                return -errno;
+        return 0;
+}
+
+/*
+ * One handshake with the daemon, closed at once. True if CMD will be managed;
+ * otherwise says why (always for a refusal, with --debug for no daemon).
+ */
+static bool daemon_probe(const char *path)
+{
+        struct hp_conn c = HP_CONN_NULL;
+        int r;
+
+        r = hp_conn_open(&c, path);
+        hp_conn_close(&c);
+        if (r == 0)
+                return true;
+
+        if (r == -ENOENT || r == -ECONNREFUSED) {
+                if (arg_debug)
+                        fprintf(stderr, "%s: no daemon at %s, running unmanaged\n",
+                                program_invocation_short_name, path);
+        } else if (c.error[0])
+                fprintf(stderr, "%s: not managed: %s\n", program_invocation_short_name, c.error);
+        else
+                fprintf(stderr, "%s: not managed: %s: %s\n", program_invocation_short_name, path,
+                        strerror(-r));
+        return false;
+}
+
+int main(int argc, char *argv[])
+{
+        _cleanup_free_ char *shim = NULL;
+        const char *path;
+        int cmd;
+
+        cmd = parse_argv(argc, argv);
+
+        if ((arg_socket && setenv(HP_ENV_SOCKET, arg_socket, 1) < 0) ||
+            (arg_threshold && setenv(HP_ENV_THRESHOLD, arg_threshold, 1) < 0) ||
+            (arg_min_size && setenv(HP_ENV_MIN_SIZE, arg_min_size, 1) < 0) ||
+            (arg_debug && setenv(HP_ENV_DEBUG, "1", 1) < 0)) {
+                fprintf(stderr, "%s: setenv: %m\n", program_invocation_short_name);
+                return EXIT_FAILURE;
+        }
+
+        path = hp_conn_socket_path(arg_socket);
+        shim = preload_find();
+        if (shim && daemon_probe(path)) {
+                if (preload_add(shim) < 0)
+                        fprintf(stderr, "%s: cannot set LD_PRELOAD, running unmanaged\n",
+                                program_invocation_short_name);
+                else if (arg_debug)
+                        fprintf(stderr, "%s: daemon at %s, preloading %s\n",
+                                program_invocation_short_name, path, shim);
+        }
+
+        execvp(argv[cmd], argv + cmd);
+        fprintf(stderr, "%s: %s: %m\n", program_invocation_short_name, argv[cmd]);
+        return errno == ENOENT ? 127 : 126;
+}
