@@ -61,6 +61,11 @@ static void client_free(struct client *c)
 {
         struct manager *m = c->m;
 
+        while (c->syncs) {
+                struct sync_wait *w = c->syncs;
+                c->syncs = w->next;
+                free(w);
+        }
         if (c->prev)
                 c->prev->next = c->next;
         else
@@ -345,6 +350,63 @@ static void handle_unregister(struct client *c, const struct hp_range_req *req)
         send_reply(c, &req->hdr, 0);
 }
 
+struct promoting_in {
+        bool found;
+};
+
+static void find_promoting(struct region_table *t, struct region *r, void *ud)
+{
+        if (r->state == REGION_PROMOTING)
+                ((struct promoting_in *)ud)->found = true;
+}
+
+static bool span_promoting(struct client *c, uint64_t start, uint64_t end)
+{
+        struct promoting_in p = { false };
+        region_foreach_in(&c->regions, start >> REGION_SHIFT, (end + HP_REGION_SIZE - 1) >> REGION_SHIFT,
+                          find_promoting, &p);
+        return p.found;
+}
+
+void client_syncs_check(struct client *c)
+{
+        for (struct sync_wait **pw = &c->syncs; *pw;) {
+                struct sync_wait *w = *pw;
+                if (span_promoting(c, w->start, w->end)) {
+                        pw = &w->next;
+                        continue;
+                }
+                *pw = w->next;
+                c->nsyncs--;
+                send_reply(c, &(struct hp_header){ .seq = w->seq }, 0);
+                free(w);
+        }
+}
+
+#define MAX_SYNCS 64    /* per client; one per thread in mremap at a time is the norm */
+
+static void handle_sync(struct client *c, const struct hp_range_req *req)
+{
+        int r = hp_range_check(req->addr, req->length, 0);
+        if (r < 0) {
+                send_error(c, &req->hdr, r, "bad range %#" PRIx64 "+%#" PRIx64, req->addr, req->length);
+                return;
+        }
+        uint64_t start = req->addr, end = req->addr + req->length;
+        if (!span_promoting(c, start, end)) {
+                send_reply(c, &req->hdr, 0);
+                return;
+        }
+        struct sync_wait *w = c->nsyncs < MAX_SYNCS ? calloc(1, sizeof(*w)) : NULL;
+        if (!w) {
+                send_error(c, &req->hdr, -EBUSY, "too many sync requests waiting");
+                return;
+        }
+        *w = (struct sync_wait){ .next = c->syncs, .seq = req->hdr.seq, .start = start, .end = end };
+        c->syncs = w;
+        c->nsyncs++;
+}
+
 static void handle_request(struct client *c, const void *buf, ssize_t len, int fd)
 {
         const struct hp_header *h = buf;
@@ -402,6 +464,9 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                 break;
         case HP_MSG_UNREGISTER:
                 handle_unregister(c, buf);
+                break;
+        case HP_MSG_SYNC:
+                handle_sync(c, buf);
                 break;
         case HP_MSG_SET_POLICY: {
                 const struct hp_policy *p = buf;

@@ -42,6 +42,13 @@ struct client_fds {
 struct client_fds *client_fds_ref(struct client_fds *f);
 struct client_fds *client_fds_unref(struct client_fds *f);
 
+/* A SYNC request waiting for promotions in its span to finish. */
+struct sync_wait {
+        struct sync_wait *next;
+        uint32_t seq;
+        uint64_t start, end;
+};
+
 struct client {
         struct manager *m;
         struct client *prev, *next;
@@ -59,6 +66,9 @@ struct client {
 
         uint32_t threshold;     /* default for this client's ranges */
         bool dense_predict;
+
+        struct sync_wait *syncs;
+        unsigned nsyncs;
 
         struct range_set ranges;
         struct region_table regions;
@@ -100,6 +110,8 @@ void client_accept(struct manager *m);
 void client_disconnect(struct client *c, const char *why);
 struct client *client_by_id(struct manager *m, uint64_t id);
 void client_stats(struct client *c, struct hp_stats *ret);
+/* Answer the SYNC requests whose span has no promotion in flight any more. */
+void client_syncs_check(struct client *c);
 
 /* fault.c: the uffd side of a client */
 void fault_uffd_ready(struct client *c);

@@ -256,13 +256,23 @@ int promote_region(struct client *c, struct region *r, bool native)
         return 0;
 }
 
+static void job_apply(struct client *c, struct promote_job *j);
+
 static void job_finish(struct manager *m, struct promote_job *j)
 {
         struct client *c = client_by_id(m, j->client_id);
-        uint64_t dt = now_ns() - j->t_queued;
 
         if (!c || c->state != CLIENT_READY)
                 return;
+        job_apply(c, j);
+        if (c->syncs)
+                client_syncs_check(c);
+}
+
+static void job_apply(struct client *c, struct promote_job *j)
+{
+        struct manager *m = c->m;
+        uint64_t dt = now_ns() - j->t_queued;
         struct region *r = region_lookup(&c->regions, j->idx);
         if (!r || r->state != REGION_PROMOTING)
                 return;

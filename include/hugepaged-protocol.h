@@ -42,6 +42,10 @@ enum hp_msg_type {
         HP_MSG_STATS_REPLY,     /* d->c: struct hp_stats_reply */
         HP_MSG_REPLY,           /* d->c: header only, status in header */
         HP_MSG_ERROR,           /* d->c: struct hp_error */
+        HP_MSG_SYNC,            /* c->d: struct hp_range_req; REPLY once no
+                                 * promotion is in flight in the range (while
+                                 * one is, the mapping is split into several
+                                 * VMAs and a resizing mremap() fails EFAULT) */
         _HP_MSG_MAX,
 };
 
@@ -147,6 +151,7 @@ static inline size_t hp_msg_size(uint16_t type)
         case HP_MSG_STATS_REPLY: return sizeof(struct hp_stats_reply);
         case HP_MSG_REPLY:       return sizeof(struct hp_header);
         case HP_MSG_ERROR:       return sizeof(struct hp_error);
+        case HP_MSG_SYNC:        return sizeof(struct hp_range_req);
         default:                 return 0;
         }
 }
