@@ -276,6 +276,12 @@ static void job_apply(struct client *c, struct promote_job *j)
         struct region *r = region_lookup(&c->regions, j->idx);
         if (!r || r->state != REGION_PROMOTING)
                 return;
+        if (j->result == -ENOMEM && !j->reregistered) {
+                /* Nothing mapped there any more: the client unmapped or moved
+                 * the region while it was unregistered (no event told us). */
+                region_remove(&c->regions, r);
+                return;
+        }
         if (j->result == 0) {
                 r->state = REGION_HUGE;
                 region_fill(r);
