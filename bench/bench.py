@@ -1,0 +1,726 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""bench.py: the benchmark runner behind bench/run.sh (see BENCH.md).
+
+Runs every case (S1-S9) under the kernel's THP baselines (never, always,
+khugepaged) and under hugepaged-run, on the same unmodified workload
+(bench/hp-bench.c), repeats each run and takes the median, and prints one
+table: case, metric, baselines, hugepaged, ratio, target, PASS/MISS. The same
+goes to --json FILE.
+
+Each case gets a fresh daemon on a private socket (--bus none); the served
+faults, promotions and latencies of a hugepaged run come from the daemon's
+"client PID (comm) gone (...)" log line.
+
+Owns, and restores on every exit path: its daemons, the memory cgroup of S6,
+vm.nr_hugepages for S8. Leaves khugepaged's settings alone (S5 compares with
+its defaults). Needs root. Python 3 standard library only.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+GiB = 1 << 30
+MiB = 1 << 20
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
+
+# Sizes and durations per preset. full: BENCH.md's sizes (<= 15 min on 2
+# cores); quick: scaled down (<= 3 min); smoke: tiny, for the test suite only
+# (its numbers mean nothing).
+PRESETS = {
+    "full": dict(repeat=3, sparse=8 * GiB, dense=4 * GiB, mixed=8 * GiB, updates=10,
+                 khugepaged_stop=120, forkfit_limit=4 * GiB, forkfit_child=2 * GiB,
+                 forkfit_max=64, lat_size=64 * MiB, lat_size_many=16 * MiB, lat_clients=64,
+                 lat_threads=16, hugetlb=2 * GiB, scale_clients=256, scale_ranges=16, warm=10 * GiB),
+    "quick": dict(repeat=3, sparse=2 * GiB, dense=1 * GiB, mixed=2 * GiB, updates=1,
+                  khugepaged_stop=15, forkfit_limit=1 * GiB, forkfit_child=512 * MiB,
+                  forkfit_max=48, lat_size=32 * MiB, lat_size_many=8 * MiB, lat_clients=64,
+                  lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=3 * GiB),
+    "smoke": dict(repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
+                  khugepaged_stop=1, forkfit_limit=256 * MiB, forkfit_child=64 * MiB,
+                  forkfit_max=4, lat_size=8 * MiB, lat_size_many=4 * MiB, lat_clients=4,
+                  lat_threads=4, hugetlb=32 * MiB, scale_clients=8, scale_ranges=4, warm=256 * MiB),
+}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def size_arg(b):
+    return f"{b // MiB}M"
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def parse_kv(text):
+    """key=value lines; repeated keys (child_pid) become lists."""
+    d = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if not sep or not re.fullmatch(r"[a-z0-9_]+", k):
+            continue
+        try:
+            val = float(v) if re.fullmatch(r"-?[0-9.]+", v) else v
+        except ValueError:
+            val = v
+        if k == "child_pid":
+            d.setdefault(k, []).append(int(val))
+        else:
+            d[k] = val
+    return d
+
+
+GONE_RE = re.compile(r"client (\d+) \(([^)]*)\) gone \(([^)]*)\): (.*)$")
+
+
+class Daemon:
+    """A private hugepaged for one case: socket and log in a temp dir."""
+
+    def __init__(self, bench, name, args=()):
+        self.bench = bench
+        self.dir = tempfile.mkdtemp(prefix=f"hp-bench-{name}-")
+        self.sock = os.path.join(self.dir, "hugepaged.sock")
+        self.log_path = os.path.join(self.dir, "hugepaged.log")
+        self.logf = open(self.log_path, "w")
+        cmd = [bench.daemon, "--socket", self.sock, "--foreground", "--log-level", "info",
+               "--bus", "none", *args]
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=self.logf, stdin=subprocess.DEVNULL)
+        bench.daemons.append(self)
+        for _ in range(300):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hugepaged exited at start:\n{self.text()[-2000:]}")
+            if os.path.exists(self.sock):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    s.connect(self.sock)
+                    break
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("hugepaged did not listen within 6 s")
+        self.pid = self.proc.pid
+
+    def text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def tracing(self):
+        """'on', or why it is off, from the daemon's start-up lines."""
+        t = self.text()
+        m = re.search(r"fault tracing off: (.*)", t)
+        if m:
+            return "off: " + m.group(1).strip()
+        if re.search(r"fault tracing on", t):
+            return "on"
+        return "off: this build has no tracing"
+
+    def gone(self):
+        """{pid: stats} of every hp-bench client that has gone."""
+        out = {}
+        for line in self.text().splitlines():
+            m = GONE_RE.search(line)
+            if not m or m.group(2) != "hp-bench":
+                continue
+            st = {k: int(v) for k, v in re.findall(r"([a-z0-9_]+)=(\d+)", m.group(4))}
+            st["why"] = m.group(3)
+            out[int(m.group(1))] = st
+        return out
+
+    def wait_gone(self, pids, timeout=20):
+        deadline = time.time() + timeout
+        while True:
+            g = self.gone()
+            if all(p in g for p in pids) or time.time() > deadline:
+                return {p: g[p] for p in pids if p in g}
+            time.sleep(0.05)
+
+    def cpu_ns(self):
+        """On-CPU time of all the daemon's threads (schedstat: ns)."""
+        total = 0
+        try:
+            for t in os.listdir(f"/proc/{self.pid}/task"):
+                with open(f"/proc/{self.pid}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        return total
+
+    def status_kb(self, key):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        if self in self.bench.daemons:
+            self.bench.daemons.remove(self)
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cgroup:
+    """A child memory cgroup with a limit (v2 where the memory controller is
+    on a v2 hierarchy, else v1). Removed on close, even after failures."""
+
+    def __init__(self, limit):
+        self.path = None
+        self.v2 = False
+        for base in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+            try:
+                with open(os.path.join(base, "cgroup.controllers")) as f:
+                    ctrl = f.read().split()
+            except OSError:
+                continue
+            if "memory" in ctrl:
+                self.v2 = True
+                self.base = base
+                break
+        if not self.v2:
+            if not os.path.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+                raise RuntimeError("no memory cgroup controller (neither v2 nor v1)")
+            self.base = "/sys/fs/cgroup/memory"
+        if self.v2:
+            # the controller must be enabled for children of the base
+            try:
+                with open(os.path.join(self.base, "cgroup.subtree_control"), "w") as f:
+                    f.write("+memory")
+            except OSError:
+                pass
+        self.path = os.path.join(self.base, f"hp-bench-{os.getpid()}")
+        os.mkdir(self.path)
+        if self.v2:
+            self._write("memory.max", str(limit))
+            if os.path.exists(os.path.join(self.path, "memory.swap.max")):
+                self._write("memory.swap.max", "0")
+        else:
+            self._write("memory.limit_in_bytes", str(limit))
+        self.procs = os.path.join(self.path, "cgroup.procs")
+
+    def _write(self, name, value):
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(value)
+
+    def close(self):
+        if not self.path or not os.path.isdir(self.path):
+            return
+        for _ in range(100):
+            try:
+                with open(self.procs) as f:
+                    pids = [int(x) for x in f.read().split()]
+            except OSError:
+                pids = []
+            if not pids:
+                break
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        for _ in range(100):
+            try:
+                os.rmdir(self.path)
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.path = None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.p = dict(PRESETS[args.preset])
+        if args.repeat:
+            self.p["repeat"] = args.repeat
+        build = args.build
+        self.daemon = os.path.join(build, "daemon", "hugepaged")
+        self.runner = os.path.join(build, "tools", "hugepaged-run")
+        self.workload = os.path.join(build, "bench", "hp-bench")
+        self.daemons = []
+        self.cgroups = []
+        self.restore = []       # (path, value) written back at exit
+        self.results = {}
+        self.rows = []
+        self.notes = []
+        self.tracing = None
+        for f in (self.daemon, self.runner, self.workload):
+            if not os.access(f, os.X_OK):
+                raise SystemExit(f"bench: {f} is missing: build first (./test.sh --build-only)")
+
+    # ---- running workloads ---------------------------------------------------
+
+    def run(self, mode, cmd_args, daemon=None, cgroup=None, timeout=900, check=True):
+        """One workload run in `mode`; returns its key=value output, plus the
+        daemon's per-client statistics for hugepaged runs."""
+        cmd = [self.workload]
+        if mode in ("never", "always", "khugepaged"):
+            cmd.append(f"--advise={mode}")
+        cmd += cmd_args
+        if mode == "hugepaged":
+            cmd = [self.runner, "--socket", daemon.sock, "--"] + cmd
+        pre = None
+        if cgroup:
+            procs = cgroup.procs
+
+            def pre():
+                with open(procs, "w") as f:
+                    f.write(str(os.getpid()))
+        cpu0 = daemon.cpu_ns() if daemon else 0
+        t0 = time.time()
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=timeout, preexec_fn=pre)
+        if r.returncode != 0 and check:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}")
+        d = parse_kv(r.stdout)
+        d["wall_s"] = time.time() - t0
+        d["exit"] = r.returncode
+        if r.returncode and r.stderr:
+            d["stderr"] = r.stderr[-500:]
+        if mode == "hugepaged":
+            pids = [int(d["pid"])] + d.get("child_pid", []) if "pid" in d else []
+            gone = daemon.wait_gone(pids)
+            d["clients"] = len(gone)
+            for k in ("faults_served", "pages_populated", "promotions", "promotions_failed",
+                      "regions_huge", "bpf_faults", "bpf_collapse_ok", "bpf_collapse_failed",
+                      "bpf_thp_splits"):
+                vals = [g[k] for g in gone.values() if k in g]
+                if vals:
+                    d[k] = sum(vals)
+            # latencies: the main client's, or the median over the children
+            for k in ("fault_p50_ns", "fault_p99_ns", "bpf_fault_p50_ns", "bpf_fault_p99_ns"):
+                vals = [g[k] for p, g in gone.items() if k in g and (g.get("faults_served", 0) > 0)]
+                if vals:
+                    d[k] = median(vals)
+            d["daemon_cpu_ns"] = daemon.cpu_ns() - cpu0
+        return d
+
+    def runs(self, case, modes, cmd_args, daemon=None, repeat=None, **kw):
+        """Repeat `cmd_args` in every mode, interleaved (the host's state
+        drifts: each mode sees the same drift), and keep all runs."""
+        res = self.results.setdefault(case, {"runs": {}, "median": {}})
+        for i in range(repeat or self.p["repeat"]):
+            for mode in modes:
+                args = cmd_args(mode) if callable(cmd_args) else cmd_args
+                log(f"  {case} {mode} #{i + 1}: hp-bench {' '.join(args)}")
+                d = self.run(mode, args, daemon=daemon, **kw)
+                res["runs"].setdefault(mode, []).append(d)
+        for mode, rs in res["runs"].items():
+            keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
+            res["median"][mode] = {k: median([r.get(k) for r in rs]) for k in keys}
+        return res["median"]
+
+    # ---- the table -----------------------------------------------------------
+
+    def row(self, case, metric, base, hp, ratio, ratio_of, target, ok, unit="", note=""):
+        status = "N/A" if ok is None else ("PASS" if ok else "MISS")
+        self.rows.append(dict(case=case, metric=metric, unit=unit, baselines=base, hugepaged=hp,
+                              ratio=ratio, ratio_of=ratio_of, target=target, status=status, note=note))
+
+    # ---- cases ---------------------------------------------------------------
+
+    def case_s1(self, d):
+        m = self.runs("S1", ["never", "always", "hugepaged"], ["sparse", size_arg(self.p["sparse"])], daemon=d)
+        never, always, hp = (m[k]["rss_bytes"] for k in ("never", "always", "hugepaged"))
+        base = {"never": never / MiB, "always": always / MiB}
+        self.row("S1", "sparse RSS", base, hp / MiB, hp / never, "never", "<= 1.10x never",
+                 hp <= 1.10 * never, "MiB")
+        self.row("S1", "always RSS / hugepaged RSS", base, hp / MiB, always / hp, "always/hp",
+                 ">= 100", always / hp >= 100, "MiB")
+
+    def case_s1r(self, d):
+        m = self.runs("S1r", ["never", "always", "hugepaged"],
+                      ["--per-region=0", "--random-max=32", "sparse", size_arg(self.p["sparse"])], daemon=d)
+        never, always, hp = (m[k]["rss_bytes"] for k in ("never", "always", "hugepaged"))
+        self.row("S1r", "sparse 1..32 pages RSS", {"never": never / MiB, "always": always / MiB}, hp / MiB,
+                 hp / never, "never", "<= 1.10x never", hp <= 1.10 * never, "MiB")
+
+    def dense_args(self, order):
+        return [f"--updates={self.p['updates']}", "--wait=10", order, size_arg(self.p["dense"])]
+
+    def case_dense(self, case, order, d):
+        m = self.runs(case, ["never", "always", "hugepaged"], self.dense_args(order), daemon=d)
+        nv, al, hp = m["never"], m["always"], m["hugepaged"]
+        base = lambda k, f=1.0: {"never": nv[k] * f, "always": al[k] * f}
+        limit = 1.5 if case == "S2" else 3.0
+        self.row(case, "populate", base("populate_ms"), hp["populate_ms"], hp["populate_ms"] / al["populate_ms"],
+                 "always", f"<= {limit}x always", hp["populate_ms"] <= limit * al["populate_ms"], "ms")
+        after = hp["cover_after_ms"]
+        if case == "S2":
+            self.row(case, "THP coverage", base("coverage_pct"), hp["coverage_pct"], None, "", ">= 99%",
+                     hp["coverage_pct"] >= 99, "%")
+        else:
+            self.row(case, "99% coverage after populate", base("cover_after_ms"), after, None, "",
+                     "<= 1000 ms", 0 <= after <= 1000, "ms",
+                     note="" if after >= 0 else "99% not reached")
+        self.row(case, "random updates", base("updates_per_s", 1e-6), hp["updates_per_s"] * 1e-6,
+                 hp["updates_per_s"] / al["updates_per_s"], "always", ">= 0.97x always",
+                 hp["updates_per_s"] >= 0.97 * al["updates_per_s"], "M/s")
+        if case == "S2":
+            pages = hp["rss_bytes"] / 4096
+            per = pages / hp["faults_served"] if hp.get("faults_served") else None
+            self.row("S7", "sequential: pages per served fault", {}, per, None, "", ">= 16",
+                     per is not None and per >= 16, "pages",
+                     note=f"{hp.get('faults_served', 0):.0f} served faults for {pages:.0f} pages (S2)")
+
+    def case_s4(self, d):
+        m = self.runs("S4", ["never", "always", "hugepaged"],
+                      [f"--updates={self.p['updates']}", "--wait=10", "--dense-every=4", "mixed",
+                       size_arg(self.p["mixed"])], daemon=d)
+        nv, al, hp = m["never"], m["always"], m["hugepaged"]
+        ideal = hp["ideal_bytes"]
+        self.row("S4", "mixed RSS", {"never": nv["rss_bytes"] / MiB, "always": al["rss_bytes"] / MiB},
+                 hp["rss_bytes"] / MiB, hp["rss_bytes"] / ideal, "ideal",
+                 "<= 1.10x ideal", hp["rss_bytes"] <= 1.10 * ideal, "MiB",
+                 note=f"ideal = dense at 2 MiB + sparse at 4 KiB = {ideal / MiB:.0f} MiB")
+        self.row("S4", "random updates (dense part)",
+                 {"never": nv["updates_per_s"] * 1e-6, "always": al["updates_per_s"] * 1e-6},
+                 hp["updates_per_s"] * 1e-6, hp["updates_per_s"] / al["updates_per_s"], "always",
+                 ">= 0.97x always", hp["updates_per_s"] >= 0.97 * al["updates_per_s"], "M/s")
+
+    def case_s5(self, d):
+        stop = self.p["khugepaged_stop"]
+        m = self.runs("S5", ["khugepaged"],
+                      ["--updates=0", f"--wait={stop}", "--cover=90", "dense-seq", size_arg(self.p["dense"])],
+                      daemon=d, repeat=1)
+        kh = m["khugepaged"]
+        if "S2" in self.results:
+            hp = self.results["S2"]["median"]["hugepaged"]
+        else:
+            hp = self.runs("S5", ["hugepaged"], ["--updates=0", "--wait=10", "dense-seq",
+                                                 size_arg(self.p["dense"])], daemon=d)["hugepaged"]
+        hp_t90 = hp["t90_ms"]
+        kh_t90 = kh["t90_ms"]
+        note = ""
+        if kh_t90 < 0:
+            # not reached: extrapolate from the coverage at the stop (khugepaged
+            # works at a constant rate: pages_to_scan per scan_sleep_millisecs)
+            cov = kh["coverage_pct"] / 100
+            kh_t90 = kh["populate_ms"] + stop * 1000 * 0.90 / cov if cov > 0 else float("inf")
+            note = (f"khugepaged reached {kh['coverage_pct']:.1f}% in {stop} s; "
+                    f"90% extrapolated at that rate" + (" (no progress: infinite)" if cov <= 0 else ""))
+        ok = hp_t90 >= 0 and hp_t90 * 100 <= kh_t90
+        self.row("S5", "time to 90% huge (from first touch)", {"khugepaged": kh_t90 / 1000},
+                 hp_t90 / 1000 if hp_t90 >= 0 else None,
+                 (hp_t90 / kh_t90) if hp_t90 >= 0 and kh_t90 not in (0, float("inf")) else None,
+                 "khugepaged", "<= 0.01x khugepaged", ok, "s", note=note)
+
+    def case_s6(self, d):
+        limit, child = self.p["forkfit_limit"], self.p["forkfit_child"]
+        counts = {}
+        for mode in ("always", "never", "hugepaged"):
+            cg = Cgroup(limit)
+            self.cgroups.append(cg)
+            try:
+                # enough children to prove 20x always, not to find the real maximum
+                mx = self.p["forkfit_max"] if mode != "always" else 32
+                log(f"  S6 {mode}: forkfit {size_arg(child)} in a {size_arg(limit)} cgroup")
+                r = self.run(mode, [f"--max-children={mx}", "--child-timeout=60", "forkfit", size_arg(child)],
+                             daemon=d, cgroup=cg)
+            finally:
+                cg.close()
+                self.cgroups.remove(cg)
+            self.results.setdefault("S6", {"runs": {}, "median": {}})["runs"][mode] = [r]
+            self.results["S6"]["median"][mode] = r
+            counts[mode] = (r["children_ok"], r["stopped_by"])
+        al, hp = counts["always"][0], counts["hugepaged"][0]
+        capped = counts["hugepaged"][1] == "max_children"
+        ratio = hp / al if al else None
+        self.row("S6", "children fitting the cgroup", {"always": al, "never": counts["never"][0]},
+                 hp, ratio, "always", ">= 20x always",
+                 ratio is not None and ratio >= 20, "",
+                 note=f"limit {size_arg(limit)}, child {size_arg(child)}; hugepaged stopped by "
+                      f"{counts['hugepaged'][1]}" + (" (at least this many fit)" if capped else ""))
+
+    def case_s7(self, d):
+        p = self.p
+        configs = [(1, 1, p["lat_size"]), (p["lat_threads"], 1, p["lat_size_many"]),
+                   (1, p["lat_clients"], p["lat_size_many"])]
+        for threads, clients, size in configs:
+            case = f"S7 {threads}t x {clients}c"
+
+            def args(mode, threads=threads, clients=clients, size=size):
+                fm = {"floor-block": "floor-block", "floor-busy": "floor-busy"}.get(mode, "plain")
+                return [f"--threads={threads}", f"--clients={clients}", f"--fault-mode={fm}",
+                        "latency", size_arg(size)]
+
+            m = self.runs_latency(case, args, d)
+            fl, fb, hp, kn = m["floor-block"], m["floor-busy"], m["hugepaged"], m["never"]
+            base = {"4K kernel": kn["lat_p50_ns"] / 1000, "floor-block": fl["lat_p50_ns"] / 1000,
+                    "floor-busy": fb["lat_p50_ns"] / 1000}
+            note = f"daemon-side p50 {hp.get('fault_p50_ns', 0) / 1000:.1f} us"
+            if hp.get("bpf_fault_p50_ns"):
+                note += f"; in-kernel (BPF) p50 {hp['bpf_fault_p50_ns'] / 1000:.1f} us"
+            self.row(case, "served 4K fault p50", base, hp["lat_p50_ns"] / 1000,
+                     hp["lat_p50_ns"] / fl["lat_p50_ns"], "floor-block", "<= 1.3x floor",
+                     hp["lat_p50_ns"] <= 1.3 * fl["lat_p50_ns"], "us", note=note)
+            base99 = {"4K kernel": kn["lat_p99_ns"] / 1000, "floor-block": fl["lat_p99_ns"] / 1000,
+                      "floor-busy": fb["lat_p99_ns"] / 1000}
+            self.row(case, "served 4K fault p99", base99, hp["lat_p99_ns"] / 1000,
+                     hp["lat_p99_ns"] / fl["lat_p99_ns"], "floor-block", "<= 5x floor",
+                     hp["lat_p99_ns"] <= 5 * fl["lat_p99_ns"], "us")
+
+    def runs_latency(self, case, args, d):
+        res = self.results.setdefault(case, {"runs": {}, "median": {}})
+        for i in range(self.p["repeat"]):
+            for mode in ("never", "floor-block", "floor-busy", "hugepaged"):
+                a = args(mode)
+                log(f"  {case} {mode} #{i + 1}: hp-bench {' '.join(a)}")
+                r = self.run("never" if mode == "never" else ("hugepaged" if mode == "hugepaged" else "plain"),
+                             a, daemon=d)
+                res["runs"].setdefault(mode, []).append(r)
+        for mode, rs in res["runs"].items():
+            keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
+            res["median"][mode] = {k: median([r.get(k) for r in rs]) for k in keys}
+        return res["median"]
+
+    def case_s8(self, d):
+        size = self.p["hugetlb"]
+        want = size // (2 * MiB)
+        path = "/proc/sys/vm/nr_hugepages"
+        with open(path) as f:
+            orig = int(f.read())
+        self.restore.append((path, str(orig)))
+        with open(path, "w") as f:
+            f.write(str(orig + want))
+        with open(path) as f:
+            got = int(f.read()) - orig
+        if got < want:
+            self.row("S8", "hugetlb 2 MiB fault p50", {}, None, None, "", "<= 1.0x kernel", None, "us",
+                     note=f"only {got} of {want} huge pages could be reserved")
+            return
+        log("  S8 warm-up (first touch of the huge pages on the host)")
+        self.run("plain", ["hugetlb", size_arg(size)])
+        m = self.runs("S8", ["plain", "hugepaged"], ["hugetlb", size_arg(size)], daemon=d)
+        kn, hp = m["plain"], m["hugepaged"]
+        managed = hp.get("faults_served", 0) > 0
+        ratio = hp["fault2m_p50_ns"] / kn["fault2m_p50_ns"]
+        self.row("S8", "hugetlb 2 MiB fault p50", {"kernel": kn["fault2m_p50_ns"] / 1000},
+                 hp["fault2m_p50_ns"] / 1000, ratio, "kernel", "<= 1.0x kernel",
+                 (ratio <= 1.0) if managed else None, "us",
+                 note="" if managed else "not managed: hugepaged has no hugetlb backend yet "
+                                         "(the shim leaves MAP_HUGETLB mappings alone)")
+
+    def case_s9(self, d):
+        res = self.results.setdefault("S9", {"runs": {}, "median": {}})
+        per = {}
+        for clients in (1, self.p["scale_clients"]):
+            rs = []
+            reps = self.p["repeat"] if clients == 1 else 1
+            for i in range(reps):
+                log(f"  S9 {clients} clients #{i + 1}")
+                r = self.run("hugepaged", [f"--clients={clients}", f"--ranges={self.p['scale_ranges']}",
+                                           f"--daemon-pid={d.pid}", "--child-timeout=120", "scale"], daemon=d)
+                r["cpu_per_fault_ns"] = r["daemon_cpu_ns"] / r["faults_served"] if r.get("faults_served") else None
+                rs.append(r)
+            res["runs"][f"{clients} clients"] = rs
+            keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
+            per[clients] = {k: median([r.get(k) for r in rs]) for k in keys}
+            res["median"][f"{clients} clients"] = per[clients]
+        n = self.p["scale_clients"]
+        one, many = per[1], per[n]
+        res["median"]["hugepaged"] = many
+        self.row("S9", f"daemon RSS, {n} clients x {self.p['scale_ranges']} ranges", {"1 client": one["daemon_rss_kb"] / 1024},
+                 many["daemon_rss_kb"] / 1024, None, "", "< 64 MiB", many["daemon_rss_kb"] < 64 * 1024, "MiB")
+        self.row("S9", "worst fault wait", {"1 client": one["worst_fault_ns"] / 1e6}, many["worst_fault_ns"] / 1e6,
+                 None, "", "<= 50 ms", many["worst_fault_ns"] <= 50e6, "ms")
+        c1, cn = one.get("cpu_per_fault_ns"), many.get("cpu_per_fault_ns")
+        ratio = cn / c1 if c1 and cn else None
+        self.row("S9", "daemon CPU per served fault", {"1 client": (c1 or 0) / 1000}, (cn or 0) / 1000, ratio,
+                 "1 client", "flat: <= 1.5x 1 client", ratio is not None and ratio <= 1.5, "us")
+
+    # ---- driver --------------------------------------------------------------
+
+    def machine(self):
+        def read(p):
+            try:
+                with open(p) as f:
+                    return f.read().strip()
+            except OSError:
+                return ""
+        cpu = ""
+        for line in read("/proc/cpuinfo").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        thp = lambda p: re.sub(r".*\[(.*)\].*", r"\1", read(p))
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "kernel": platform.release(),
+            "cpu": cpu,
+            "cpus": os.cpu_count(),
+            "mem_gib": round(int(read("/proc/meminfo").split()[1]) / (1 << 20), 1),
+            "thp_enabled": thp("/sys/kernel/mm/transparent_hugepage/enabled"),
+            "thp_defrag": thp("/sys/kernel/mm/transparent_hugepage/defrag"),
+            "khugepaged": {k: read(f"/sys/kernel/mm/transparent_hugepage/khugepaged/{k}") for k in
+                           ("pages_to_scan", "scan_sleep_millisecs", "max_ptes_none")},
+        }
+
+    def main(self):
+        cases = self.args.cases or CASES
+        t_start = time.time()
+        self.info = self.machine()
+        self.info["preset"] = self.args.preset
+        self.info["repeat"] = self.p["repeat"]
+        log(f"hp-bench: {self.args.preset} run of {' '.join(cases)} on {self.info['kernel']}, "
+            f"{self.info['cpus']} CPUs, THP enabled={self.info['thp_enabled']}")
+        log(f"warming {size_arg(self.p['warm'])} (first touch of guest memory)")
+        self.run("plain", ["warm", size_arg(self.p["warm"])])
+        handlers = {"S1": self.case_s1, "S1r": self.case_s1r,
+                    "S2": lambda d: self.case_dense("S2", "dense-seq", d),
+                    "S3": lambda d: self.case_dense("S3", "dense-rand", d),
+                    "S4": self.case_s4, "S5": self.case_s5, "S6": self.case_s6, "S7": self.case_s7,
+                    "S8": self.case_s8, "S9": self.case_s9}
+        self.timing = {}
+        for c in cases:
+            log(f"{c}:")
+            t0 = time.time()
+            d = Daemon(self, c)
+            if self.tracing is None:
+                time.sleep(0.1)
+                self.tracing = d.tracing()
+            try:
+                handlers[c](d)
+            except Exception as e:         # one broken case must not hide the others
+                log(f"  {c} failed: {e}")
+                self.row(c, "(case failed)", {}, None, None, "", "", False, note=str(e).splitlines()[0][:200])
+                self.results.setdefault(c, {"runs": {}, "median": {}})["error"] = str(e)
+            finally:
+                d.stop()
+                if self.args.keep_logs:
+                    log(f"  daemon log: {d.log_path}")
+                else:
+                    d.cleanup()
+            self.timing[c] = round(time.time() - t0, 1)
+        self.info["tracing"] = self.tracing
+        self.info["duration_s"] = round(time.time() - t_start, 1)
+        self.print_table()
+        if self.args.json:
+            with open(self.args.json, "w") as f:
+                json.dump({"machine": self.info, "rows": self.rows, "cases": self.results,
+                           "case_seconds": self.timing}, f, indent=1, default=str)
+        return 0
+
+    def print_table(self):
+        def fmt(v):
+            if v is None:
+                return "-"
+            if isinstance(v, str):
+                return v
+            if v == float("inf"):
+                return "inf"
+            a = abs(v)
+            return f"{v:.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 0.01 or a == 0 else f"{v:.4f}"
+
+        cols = ["never", "always", "khugepaged", "4K kernel", "floor-block", "floor-busy", "kernel", "1 client"]
+        used = [c for c in cols if any(c in r["baselines"] for r in self.rows)]
+        head = ["case", "metric", "unit"] + used + ["hugepaged", "ratio", "target", "result"]
+        lines = []
+        for r in self.rows:
+            ratio = "-" if r["ratio"] is None else f"{fmt(r['ratio'])}x {r['ratio_of']}"
+            lines.append([r["case"], r["metric"], r["unit"]] + [fmt(r["baselines"].get(c)) for c in used] +
+                         [fmt(r["hugepaged"]), ratio, r["target"], r["status"]])
+        w = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]
+        out = sys.stdout
+        i = self.info
+        print(f"\nhugepaged benchmark ({i['preset']}, median of {i['repeat']}) {i['date']}", file=out)
+        print(f"kernel {i['kernel']}, {i['cpus']} x {i['cpu']}, {i['mem_gib']} GiB, THP enabled={i['thp_enabled']} "
+              f"defrag={i['thp_defrag']}, fault tracing {i['tracing']}, {i['duration_s']:.0f} s", file=out)
+        print("  ".join(h.ljust(w[k]) for k, h in enumerate(head)), file=out)
+        for ln in lines:
+            print("  ".join(str(x).ljust(w[k]) if k < 3 or k >= len(head) - 2 else str(x).rjust(w[k])
+                            for k, x in enumerate(ln)), file=out)
+        notes = [f"  {r['case']} {r['metric']}: {r['note']}" for r in self.rows if r["note"]]
+        if notes:
+            print("notes:", file=out)
+            print("\n".join(notes), file=out)
+        passed = sum(r["status"] == "PASS" for r in self.rows)
+        missed = sum(r["status"] == "MISS" for r in self.rows)
+        print(f"{passed} PASS, {missed} MISS, {len(self.rows) - passed - missed} N/A", file=out)
+
+    def cleanup(self):
+        for d in list(self.daemons):
+            try:
+                d.stop()
+                d.cleanup()
+            except Exception:
+                pass
+        for cg in list(self.cgroups):
+            try:
+                cg.close()
+            except Exception:
+                pass
+        for path, value in self.restore:
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as e:
+                log(f"bench: could not restore {path} to {value}: {e}")
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.split("\n\n")[0])
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="preset", action="store_const", const="quick",
+                   help="scaled-down sizes, about 3 minutes")
+    g.add_argument("--smoke", dest="preset", action="store_const", const="smoke",
+                   help="tiny sizes for the test suite (the numbers mean nothing)")
+    ap.set_defaults(preset="full")
+    ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--build", metavar="DIR", default=os.environ.get("HP_BUILD_DIR", os.path.join(ROOT, "build")),
+                    help="meson build directory (default: build, or $HP_BUILD_DIR)")
+    ap.add_argument("--repeat", type=int, help="runs per case and mode (default 3)")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the daemons' logs")
+    ap.add_argument("cases", nargs="*", metavar="CASE", help=f"cases to run (default all: {' '.join(CASES)})")
+    args = ap.parse_args()
+    for c in args.cases:
+        if c not in CASES:
+            ap.error(f"unknown case {c} (cases: {' '.join(CASES)})")
+    if os.geteuid() != 0:
+        sys.exit("bench: must run as root (the daemon opens /dev/userfaultfd; S6 and S8 change cgroups and "
+                 "vm.nr_hugepages)")
+    if not os.path.exists("/dev/userfaultfd"):
+        sys.exit("bench: /dev/userfaultfd is missing: the kernel needs CONFIG_USERFAULTFD (6.1 or later)")
+    b = Bench(args)
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return b.main()
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        return 130
+    finally:
+        b.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
