@@ -108,15 +108,23 @@ static void conn_set_error(struct hp_conn *c, const char *text)
         c->error[n] = '\0';
 }
 
-/* The connection is lost: close our socket, and never use it again. */
-static int conn_fail(struct hp_conn *c, int r)
+/* Say what a connection error means, unless the daemon already said why. */
+static void conn_describe(struct hp_conn *c, int r)
 {
+        if (c->error[0])
+                return;
         if (r == -ETIMEDOUT)
                 conn_set_error(c, "the daemon did not answer in time");
         else if (r == -ENOTCONN)
                 conn_set_error(c, "the daemon closed the connection");
         else if (r == -EPROTO)
                 conn_set_error(c, "the daemon sent a malformed or unexpected reply");
+}
+
+/* The connection is lost: close our socket, and never use it again. */
+static int conn_fail(struct hp_conn *c, int r)
+{
+        conn_describe(c, r);
         c->fd = safe_close(c->fd);
         c->dead = true;
         return r;
@@ -285,8 +293,10 @@ int hp_conn_open(struct hp_conn *c, const char *path)
                 r = -errno;
                 if (r == -EACCES)
                         conn_set_error(c, "no permission to connect to the daemon's socket");
-                if (r == -EAGAIN)
+                if (r == -EAGAIN) {
                         r = -ETIMEDOUT;
+                        conn_describe(c, r);
+                }
                 return r;
         }
 
@@ -300,6 +310,7 @@ int hp_conn_open(struct hp_conn *c, const char *path)
         c->pid = getpid();
         r = conn_handshake(c);
         if (r < 0) {
+                conn_describe(c, r);
                 /* fd still owns the socket and closes it */
                 c->fd = -1;
                 return r;
@@ -389,6 +400,11 @@ int hp_conn_register(struct hp_conn *c, uint64_t addr, uint64_t length, uint32_t
 int hp_conn_unregister(struct hp_conn *c, uint64_t addr, uint64_t length)
 {
         return conn_range(c, HP_MSG_UNREGISTER, addr, length, 0);
+}
+
+int hp_conn_sync(struct hp_conn *c, uint64_t addr, uint64_t length)
+{
+        return conn_range(c, HP_MSG_SYNC, addr, length, 0);
 }
 
 int hp_conn_set_policy(struct hp_conn *c, uint32_t threshold, uint32_t flags)

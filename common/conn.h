@@ -109,6 +109,8 @@ int hp_conn_call(struct hp_conn *c, enum hp_msg_type type, void *req, size_t len
 int hp_conn_register(struct hp_conn *c, uint64_t addr, uint64_t length, uint32_t threshold);
 int hp_conn_unregister(struct hp_conn *c, uint64_t addr, uint64_t length);
 int hp_conn_set_policy(struct hp_conn *c, uint32_t threshold, uint32_t flags);
+/* Wait until no promotion is in flight in the range (its VMAs are whole). */
+int hp_conn_sync(struct hp_conn *c, uint64_t addr, uint64_t length);
 int hp_conn_get_stats(struct hp_conn *c, struct hp_stats *ret);
 
 /*

@@ -102,6 +102,21 @@ static int shim_register(void *addr, size_t len)
         return r;
 }
 
+/* Wait until the daemon has no promotion in flight in [addr, addr+len). */
+static int shim_sync(void *addr, size_t len)
+{
+        int r = -ENOTCONN;
+
+        pthread_mutex_lock(&shim_lock);
+        if (shim_is_managed()) {
+                r = hp_conn_sync(&shim_conn, (uintptr_t)addr, len);
+                if (!hp_conn_is_open(&shim_conn))
+                        shim_unmanage();
+        }
+        pthread_mutex_unlock(&shim_lock);
+        return r;
+}
+
 static void *shim_mmap(void *addr, size_t len, int prot, int flags)
 {
         int saved_errno = errno;
@@ -130,53 +145,76 @@ static void *shim_mmap(void *addr, size_t len, int prot, int flags)
 }
 
 /*
- * A grown mapping of managed size: the kernel moved or extended the VMA with
- * its userfaultfd registration and told the daemon about the old part (REMAP)
- * but not about the new tail. Register the whole range; if part of it is
- * already registered (it was managed), register just the new tail.
+ * One try of a mremap(): as asked, or when align, grown at a 2 MiB-aligned
+ * address: in place if it is aligned already, else moved to an aligned
+ * reservation (moving over it replaces it). MAP_FAILED with errno set.
  */
-static void shim_register_grown(void *p, size_t old_len, size_t new_len)
+static void *shim_mremap_once(void *old, size_t old_len, size_t new_len, int flags, void *new_addr,
+                              bool align)
+{
+        size_t new_plen = hp_round_up(new_len, HP_PAGE_SIZE);
+        void *dest, *p;
+        int e;
+
+        if (!align)
+                return raw_mremap(old, old_len, new_len, flags, new_addr);
+
+        if (((uintptr_t)old & (HP_REGION_SIZE - 1)) == 0) {
+                p = raw_mremap(old, old_len, new_len, flags & ~MREMAP_MAYMOVE, NULL);
+                /* EFAULT: not one whole VMA; a move fails the same way */
+                if (p != MAP_FAILED || errno == EFAULT)
+                        return p;
+        }
+
+        dest = hp_mmap_aligned(new_plen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+        if (dest != MAP_FAILED) {
+                p = raw_mremap(old, old_len, new_len, flags | MREMAP_FIXED, dest);
+                if (p != MAP_FAILED)
+                        return p;
+                e = errno;
+                raw_munmap(dest, new_plen);
+                if (e == EFAULT) {
+                        errno = e;
+                        return MAP_FAILED;
+                }
+        }
+        return raw_mremap(old, old_len, new_len, flags, NULL);
+}
+
+#define SHIM_MREMAP_TRIES 3
+
+static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, bool align)
 {
         size_t old_plen = hp_round_up(old_len, HP_PAGE_SIZE);
         size_t new_plen = hp_round_up(new_len, HP_PAGE_SIZE);
-        int r;
-
-        r = shim_register(p, new_plen);
-        if (r == -EEXIST && new_plen > old_plen)
-                (void) shim_register((char *)p + old_plen, new_plen - old_plen);
-}
-
-static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags)
-{
         int saved_errno = errno;
-        size_t new_plen = hp_round_up(new_len, HP_PAGE_SIZE);
-        void *dest, *p;
+        void *p;
 
-        /* Already aligned: growing in place keeps it so, and costs nothing. */
-        if (((uintptr_t)old & (HP_REGION_SIZE - 1)) == 0) {
-                p = raw_mremap(old, old_len, new_len, flags & ~MREMAP_MAYMOVE, NULL);
+        for (unsigned i = 1;; i++) {
+                p = shim_mremap_once(old, old_len, new_len, flags, new_addr, align);
                 if (p != MAP_FAILED)
-                        goto grown;
+                        break;
+                /* While the daemon promotes a region it unregisters it, which
+                 * splits the mapping into several VMAs, and a resizing or
+                 * moving mremap() cannot span VMAs: wait for that to end and
+                 * try again. */
+                if (errno != EFAULT || i == SHIM_MREMAP_TRIES ||
+                    ((uintptr_t)old & (HP_PAGE_SIZE - 1)) || old_len > SIZE_MAX / 4)
+                        return MAP_FAILED;
+                if (shim_sync(old, old_plen) < 0) {
+                        errno = EFAULT;
+                        return MAP_FAILED;
+                }
         }
 
-        /* Reserve an aligned destination; moving over it replaces it. */
-        dest = hp_mmap_aligned(new_plen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
-        if (dest == MAP_FAILED)
-                goto plain;
-        p = raw_mremap(old, old_len, new_len, flags | MREMAP_FIXED, dest);
-        if (p == MAP_FAILED) {
-                raw_munmap(dest, new_plen);
-                goto plain;
-        }
-
-grown:
-        shim_register_grown(p, old_len, new_len);
+        /* The kernel grew or moved the VMA with its userfaultfd registration
+         * and told the daemon about the old part (REMAP event), but not about
+         * the new tail: register the tail. If the old part was not managed,
+         * it stays so; its first touches are mostly done anyway. */
+        if (new_plen > old_plen && new_len >= shim_min_size)
+                (void) shim_register((char *)p + old_plen, new_plen - old_plen);
         errno = saved_errno;
         return p;
-
-plain:
-        errno = saved_errno;
-        return raw_mremap(old, old_len, new_len, flags, NULL);
 }
 
 _public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -206,6 +244,7 @@ _public_ int munmap(void *addr, size_t len)
 _public_ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 {
         void *new_addr = NULL, *p;
+        bool align;
 
         if (flags & MREMAP_FIXED) {
                 va_list ap;
@@ -214,13 +253,19 @@ _public_ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
                 va_end(ap);
         }
 
-        if (!shim_is_managed() || shim_inside ||
-            (flags & (MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP)) != MREMAP_MAYMOVE ||
-            old_len == 0 || new_len <= old_len || new_len < shim_min_size || new_len > SIZE_MAX / 4)
+        /* old_len 0 duplicates a shared mapping; DONTUNMAP leaves the old
+         * range behind: neither is ours to handle. */
+        if (!shim_is_managed() || shim_inside || old_len == 0 || (flags & MREMAP_DONTUNMAP) ||
+            new_len > SIZE_MAX / 4)
                 return raw_mremap(old, old_len, new_len, flags, new_addr);
 
+        /* Growing to managed size where the kernel may pick the place: pick a
+         * 2 MiB-aligned one, so managed memory stays aligned when it moves. */
+        align = (flags & (MREMAP_MAYMOVE | MREMAP_FIXED)) == MREMAP_MAYMOVE &&
+                new_len > old_len && new_len >= shim_min_size;
+
         shim_inside = true;
-        p = shim_mremap(old, old_len, new_len, flags);
+        p = shim_mremap(old, old_len, new_len, flags, new_addr, align);
         shim_inside = false;
         return p;
 }

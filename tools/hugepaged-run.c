@@ -235,9 +235,11 @@ static bool daemon_probe(const char *path)
         int r;
 
         r = hp_conn_open(&c, path);
-        hp_conn_close(&c);
-        if (r == 0)
+        if (r == 0) {
+                hp_conn_close(&c);
                 return true;
+        }
+        /* on failure nothing is open, and c.error may say why */
 
         if (r == -ENOENT || r == -ECONNREFUSED) {
                 if (arg_debug)
