@@ -122,6 +122,7 @@ static bool page_is_zero(const void *p)
 struct check {
         const char *name;
         uint64_t mismatches;
+        double started;
         pthread_mutex_t lock;
 };
 
@@ -129,6 +130,7 @@ static void check_init(struct check *c, const char *name)
 {
         c->name = name;
         c->mismatches = 0;
+        c->started = now_s();
         pthread_mutex_init(&c->lock, NULL);
 }
 
@@ -562,6 +564,7 @@ static uint64_t total_mismatches;
 static void check_done(struct check *c)
 {
         printf("check_%s=%" PRIu64 "\n", c->name, c->mismatches);
+        printf("check_%s_ms=%.1f\n", c->name, (now_s() - c->started) * 1e3);
         fflush(stdout);
         total_mismatches += c->mismatches;
 }
@@ -632,13 +635,30 @@ static void integrity_dontneed(void)
         check_done(&c);
 }
 
-/* mremap: move (to a fixed place and after promotion), grow, shrink. */
+/*
+ * mremap: move (to a fixed place and after promotion), grow, shrink. A
+ * program may mremap its whole mapping at any time: a failure of the call
+ * is a failure of the check, as much as bad data is.
+ */
+static char *checked_mremap(struct check *c, const char *what, void *old, size_t old_len,
+                            size_t new_len, int flags, void *new_addr)
+{
+        char *q = mremap(old, old_len, new_len, flags, new_addr);
+
+        if (q == MAP_FAILED) {
+                check_fail(c, old, 0, "mremap %s of %p+%zu to %zu bytes: %s",
+                           what, old, old_len, new_len, strerror(errno));
+                return NULL;
+        }
+        return q;
+}
+
 static void integrity_mremap(void)
 {
         struct check c;
         struct usage u;
         double waited;
-        size_t len = 8 * MiB, big = 24 * MiB;
+        size_t len = 8 * MiB, big = 24 * MiB, small = 6 * MiB + 3 * PAGE;
         uint64_t pages = len / PAGE;
         char *p, *q, *dst;
 
@@ -650,14 +670,17 @@ static void integrity_mremap(void)
         dst = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (dst == MAP_FAILED)
                 die("mmap: %s", strerror(errno));
-        q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-        if (q == MAP_FAILED)
-                die("mremap move: %s", strerror(errno));
-        range_verify(&c, q, 0, pages / 2, 31);
-        range_verify_zero(&c, q, pages / 2, pages / 2);
-        range_fill(q, pages / 2, pages / 2, 31);
-        range_verify(&c, q, 0, pages, 31);
-        unmap(q, len);
+        q = checked_mremap(&c, "move", p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (q) {
+                range_verify(&c, q, 0, pages / 2, 31);
+                range_verify_zero(&c, q, pages / 2, pages / 2);
+                range_fill(q, pages / 2, pages / 2, 31);
+                range_verify(&c, q, 0, pages, 31);
+                unmap(q, len);
+        } else {
+                unmap(p, len);
+                unmap(dst, len);
+        }
 
         /* move after promotion, to a place that is not 2 MiB aligned */
         p = map_anon(len);
@@ -668,33 +691,46 @@ static void integrity_mremap(void)
                 die("mmap: %s", strerror(errno));
         unmap(dst, len + 2 * REGION);
         dst = (char *)(((uintptr_t)dst + REGION - 1) / REGION * REGION) + 16 * PAGE;
-        q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-        if (q == MAP_FAILED)
-                die("mremap move: %s", strerror(errno));
+        q = checked_mremap(&c, "move", p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (!q) {
+                unmap(p, len);
+                check_done(&c);
+                return;
+        }
         range_verify(&c, q, 0, pages, 32);
-        p = q;
-        q = mremap(p, len, len + REGION, MREMAP_MAYMOVE);
-        if (q == MAP_FAILED)
-                die("mremap grow: %s", strerror(errno));
-        range_verify(&c, q, 0, pages, 32);
-        range_verify_zero(&c, q, pages, REGION_PAGES);
 
-        /* grow a lot (must move or extend), the new part reads zero */
-        p = mremap(q, len + REGION, big, MREMAP_MAYMOVE);
-        if (p == MAP_FAILED)
-                die("mremap grow: %s", strerror(errno));
+        /* grow by one region (may move), the new part reads zero */
+        p = checked_mremap(&c, "grow", q, len, len + REGION, MREMAP_MAYMOVE, NULL);
+        if (!p) {
+                unmap(q, len);
+                check_done(&c);
+                return;
+        }
         range_verify(&c, p, 0, pages, 32);
-        range_verify_zero(&c, p, pages, big / PAGE - pages);
-        range_fill(p, pages, big / PAGE - pages, 33);
-        range_verify(&c, p, 0, pages, 32);
-        range_verify(&c, p, pages, big / PAGE - pages, 33);
+        range_verify_zero(&c, p, pages, REGION_PAGES);
+
+        /* grow a lot (must move or extend) */
+        q = checked_mremap(&c, "grow", p, len + REGION, big, MREMAP_MAYMOVE, NULL);
+        if (!q) {
+                unmap(p, len + REGION);
+                check_done(&c);
+                return;
+        }
+        range_verify(&c, q, 0, pages, 32);
+        range_verify_zero(&c, q, pages, big / PAGE - pages);
+        range_fill(q, pages, big / PAGE - pages, 33);
+        range_verify(&c, q, 0, pages, 32);
+        range_verify(&c, q, pages, big / PAGE - pages, 33);
 
         /* shrink to an unaligned size */
-        q = mremap(p, big, 6 * MiB + 3 * PAGE, 0);
-        if (q == MAP_FAILED)
-                die("mremap shrink: %s", strerror(errno));
-        range_verify(&c, q, 0, (6 * MiB + 3 * PAGE) / PAGE, 32);
-        unmap(q, 6 * MiB + 3 * PAGE);
+        p = checked_mremap(&c, "shrink", q, big, small, 0, NULL);
+        if (!p) {
+                unmap(q, big);
+                check_done(&c);
+                return;
+        }
+        range_verify(&c, p, 0, small / PAGE, 32);
+        unmap(p, small);
         check_done(&c);
 }
 

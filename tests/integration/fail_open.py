@@ -12,6 +12,7 @@ hugepaged-run must run normally.
 
 import os
 import re
+import subprocess
 import time
 
 import hptest
@@ -51,7 +52,9 @@ def test(ctx):
 
     try:
         p.wait(timeout=LOOP_S + 120)
-    except Exception:
+    except subprocess.TimeoutExpired:
+        for line in hptest.group_stacks(p.pid):
+            hptest.log("  " + line)
         hptest.kill_tree(p)
         ctx.require(False, f"workload finished within {LOOP_S + 120} s after the daemon was killed "
                            "(a thread is stuck on a fault)")

@@ -78,6 +78,34 @@ def kill_tree(p, sig=signal.SIGKILL):
         pass
 
 
+def group_stacks(pgid):
+    """One line per thread of process group pgid: pid/tid, comm, state and
+    the innermost kernel functions (e.g. handle_userfault: a fault nobody
+    serves). Needs root for the kernel stacks."""
+    lines = []
+    for pid in sorted(int(d) for d in os.listdir("/proc") if d.isdigit()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat_fields = f.read().rsplit(")", 1)[1].split()
+            if int(stat_fields[2]) != pgid:
+                continue
+            for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
+                base = f"/proc/{pid}/task/{tid}"
+                with open(f"{base}/comm") as f:
+                    comm = f.read().strip()
+                with open(f"{base}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                try:
+                    with open(f"{base}/stack") as f:
+                        frames = [l.split("] ", 1)[-1].split("+")[0] for l in f.read().splitlines()[:4]]
+                except OSError:
+                    frames = ["?"]
+                lines.append(f"{pid}/{tid} {comm} {state}: {' < '.join(frames)}")
+        except (OSError, ValueError, IndexError):
+            continue
+    return lines
+
+
 def _cleanup():
     for p in _procs:
         # Only while p is unreaped is its pid (= its group id) surely ours.
@@ -150,6 +178,9 @@ def run(argv, timeout, env=None):
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        log(f"command did not finish within {timeout} s; where its threads are:")
+        for line in group_stacks(p.pid):
+            log("  " + line)
         kill_tree(p)
         out, err = p.communicate()
         raise Failure(f"command did not finish within {timeout} s (killed): "
@@ -310,20 +341,26 @@ class Daemon:
                 return False
             time.sleep(0.05)
 
-    def client_stats(self, pid, timeout=15):
+    def client_stats(self, pid, timeout=30):
         """Counters of the `client PID ... gone` log lines of pid, summed over
-        its connections (None if there is no such line within timeout s)."""
+        its connections (hugepaged-run's probe and the program itself share a
+        pid). Waits until the last log line about pid is such a line, i.e.
+        every connection of pid has ended; None if there is none in time."""
         end = time.monotonic() + timeout
         while True:
-            lines = [l for l in self.log().splitlines()
-                     if (m := _GONE.search(l)) and int(m.group(1)) == pid]
-            if lines or time.monotonic() >= end:
+            about = self.lines_about(pid)
+            gone = [l for l in about if (m := _GONE.search(l)) and int(m.group(1)) == pid]
+            if about and gone and about[-1] is gone[-1]:
+                break
+            if time.monotonic() >= end:
+                if gone:
+                    log(f"  (pid {pid}: log lines after its last 'gone' line within {timeout} s)")
                 break
             time.sleep(0.1)
-        if not lines:
+        if not gone:
             return None
         total = {}
-        for l in lines:
+        for l in gone:
             log(f"  daemon: {l.strip()}")
             for k, v in _KV_INT.findall(l[_GONE.search(l).end():]):
                 total[k] = total.get(k, 0) + int(v)

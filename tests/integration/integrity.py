@@ -14,7 +14,7 @@ import hptest
 
 def test(ctx):
     d = ctx.daemon()
-    r = hptest.run(ctx.managed(d.socket, ["--wait", "30", "integrity"], ["--debug"]), timeout=600)
+    r = hptest.run(ctx.managed(d.socket, ["--wait", "30", "integrity"], ["--debug"]), timeout=300)
     for k, v in r.kv.items():
         if k.startswith("check_") or k.endswith("_huge_pct"):
             hptest.log(f"  {k}={v}")
