@@ -25,6 +25,9 @@
 #include "conn.h"
 #include "util.h"
 
+/* Largest errno value; a status outside [-HP_ERRNO_MAX, 0] is malformed. */
+#define HP_ERRNO_MAX 4095
+
 /* Room for any packet either side sends, aligned for the message structs. */
 union hp_msg_buf {
         struct hp_header hdr;
@@ -165,6 +168,12 @@ static int conn_recv(struct hp_conn *c, union hp_msg_buf *buf, int *ret_fd)
                 return (int)n;
 
         type = hp_msg_check(buf, (size_t)n);
+        if (type == -EPROTONOSUPPORT) {
+                char text[HP_ERROR_TEXT];
+                snprintf(text, sizeof(text), "the daemon speaks protocol version %u, this client %u",
+                         (unsigned)buf->hdr.version, HP_VERSION);
+                conn_set_error(c, text);
+        }
         if (type < 0)
                 return -EPROTO;
         if (buf->hdr.seq != c->seq)
@@ -172,13 +181,13 @@ static int conn_recv(struct hp_conn *c, union hp_msg_buf *buf, int *ret_fd)
 
         switch (type) {
         case HP_MSG_ERROR:
-                if (buf->hdr.status >= 0 || buf->hdr.status < -4095)
+                if (buf->hdr.status >= 0 || buf->hdr.status < -HP_ERRNO_MAX)
                         return -EPROTO;
                 buf->error.text[sizeof(buf->error.text) - 1] = '\0';
                 conn_set_error(c, buf->error.text);
                 break;
         case HP_MSG_REPLY:
-                if (buf->hdr.status > 0 || buf->hdr.status < -4095)
+                if (buf->hdr.status > 0 || buf->hdr.status < -HP_ERRNO_MAX)
                         return -EPROTO;
                 break;
         case HP_MSG_HELLO_REPLY:
@@ -215,6 +224,20 @@ static int uffd_create(struct hp_conn *c, int devfd)
         return fd;
 }
 
+/* The daemon's refusal of the handshake; its protocol complaints are -EPROTO. */
+static int handshake_error(int status)
+{
+        switch (status) {
+        case -EBADMSG:
+        case -EPROTONOSUPPORT:
+        case -EOPNOTSUPP:
+        case -EMSGSIZE:
+                return -EPROTO;
+        default:
+                return status;
+        }
+}
+
 static int conn_handshake(struct hp_conn *c)
 {
         _cleanup_close_ int devfd = -1, uffd = -1;
@@ -230,7 +253,7 @@ static int conn_handshake(struct hp_conn *c)
         if (r < 0)
                 return r;
         if (r == HP_MSG_ERROR)
-                return buf.hdr.status;
+                return handshake_error(buf.hdr.status);
         if (r != HP_MSG_HELLO_REPLY)
                 return -EPROTO;
         if (buf.hello_reply.version != HP_VERSION) {
@@ -255,7 +278,7 @@ static int conn_handshake(struct hp_conn *c)
         if (r < 0)
                 return r;
         if (r == HP_MSG_ERROR)
-                return buf.hdr.status;
+                return handshake_error(buf.hdr.status);
         if (r != HP_MSG_REPLY)
                 return -EPROTO;
         return buf.hdr.status;

@@ -203,14 +203,14 @@ _public_ void *hugepaged_alloc(struct hugepaged *h, size_t length, int strict)
 
 _public_ int hugepaged_free(struct hugepaged *h, void *addr, size_t length)
 {
+        int saved_errno = errno, r = 0;
+
         if (!addr)
                 return 0;
         if (((uintptr_t)addr & (HP_REGION_SIZE - 1)) || length == 0 || length > SIZE_MAX / 4)
                 return -EINVAL;
         /* No UNREGISTER round trip: the daemon learns of the unmap from the
          * uffd's UNMAP event. */
-        int saved_errno = errno, r = 0;
-
         if (raw_munmap(addr, hp_round_up(length, HP_REGION_SIZE)) < 0)
                 r = -errno;
         errno = saved_errno;
