@@ -543,6 +543,30 @@ static int cmd_dense(size_t len, bool rand_order)
         return bad ? 1 : 0;
 }
 
+/* Not a BENCH.md case: write `len`, wait until it is huge, then drop one
+ * 4 KiB page of every region (MADV_DONTNEED splits each THP's mapping).
+ * tests/bench checks that the daemon's tracer counts those splits. */
+static int cmd_split(size_t len)
+{
+        struct usage u;
+        char *p = map_anon(len);
+
+        for (uint64_t pg = 0; pg < len / PAGE; pg++)
+                touch(p, pg);
+        want_huge(p, len);
+        struct cover_poll cp = { .want = 0.99 };
+        poll_coverage(p, len, now_ns(), &cp, 1, 0, opt.wait_s, &u);
+        uint64_t huge_before = u.anon_huge;
+        for (uint64_t r = 0; r < len / REGION; r++)
+                advise(p + r * REGION + REGION / 2, PAGE, MADV_DONTNEED);
+        usage_of(p, len, &u);
+        print_header("split", p, len);
+        printf("anon_huge_before=%" PRIu64 "\n", huge_before);
+        printf("anon_huge_after=%" PRIu64 "\n", u.anon_huge);
+        munmap(p, len);
+        return 0;
+}
+
 /* S4: every dense_every-th region written in full, the others one page each. */
 static int cmd_mixed(size_t len)
 {
@@ -1118,7 +1142,8 @@ static void help(void)
                "  forkfit SIZE         S6: children map SIZE, 1 page/region, until one dies\n"
                "  latency SIZE         S7: timed 4 KiB first touches; SIZE per thread\n"
                "  hugetlb SIZE         S8: MAP_HUGETLB first touch, timed per 2 MiB\n"
-               "  scale                S9: --clients processes x --ranges mappings\n\n"
+               "  scale                S9: --clients processes x --ranges mappings\n"
+               "  split SIZE           write SIZE, wait for huge pages, split each (for tests)\n\n"
                "Options:\n"
                "  --advise none|never|always|khugepaged   the kernel baseline (default none)\n"
                "  --updates SEC        random-update phase (default 10)\n"
@@ -1225,6 +1250,8 @@ int main(int argc, char **argv)
                 return cmd_dense(len, !strcmp(cmd, "dense-rand"));
         if (!strcmp(cmd, "mixed"))
                 return cmd_mixed(len);
+        if (!strcmp(cmd, "split"))
+                return cmd_split(len);
         if (!strcmp(cmd, "forkfit"))
                 return cmd_forkfit(len);
         if (!strcmp(cmd, "forkfit-child") && a2)

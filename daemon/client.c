@@ -21,6 +21,7 @@
 #include "compat.h"
 #include "log.h"
 #include "manager.h"
+#include "trace.h"
 #include "util.h"
 
 #define REQUESTS_PER_WAKEUP 32  /* fairness between clients */
@@ -130,12 +131,23 @@ void client_disconnect(struct client *c, const char *why)
                 return;
         if (c->state == CLIENT_READY) {
                 client_stats(c, &s);
+                /* with tracing on: the latency the program saw, collapse and split counts */
+                struct trace_stats ts;
+                char tr[256] = "";
+                if (trace_read(c->m->trace, c->pid, &ts) == 0)
+                        snprintf(tr, sizeof(tr), " bpf_faults=%" PRIu64 " bpf_fault_p50_ns=%" PRIu64
+                                 " bpf_fault_p99_ns=%" PRIu64 " bpf_collapse_ok=%" PRIu64
+                                 " bpf_collapse_mapped=%" PRIu64 " bpf_collapse_failed=%" PRIu64
+                                 " bpf_khugepaged_ok=%" PRIu64 " bpf_thp_splits=%" PRIu64,
+                                 ts.faults, ts.fault_p50_ns, ts.fault_p99_ns, ts.collapse_ok,
+                                 ts.collapse_mapped, ts.collapse_failed, ts.khugepaged_ok, ts.thp_splits);
+                trace_remove_pid(c->m->trace, c->pid);
                 log_info("client %d (%s) gone (%s): faults_served=%" PRIu64 " pages_populated=%" PRIu64
                          " promotions=%" PRIu64 " promotions_failed=%" PRIu64 " regions_huge=%" PRIu64
-                         " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64,
+                         " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64 "%s",
                          c->pid, c->comm, why, s.faults_served, s.pages_populated, s.promotions,
                          s.promotions_failed, s.regions_huge, s.regions_reserved, s.fault_latency_p50_ns,
-                         s.fault_latency_p99_ns);
+                         s.fault_latency_p99_ns, tr);
         } else {
                 log_debug("client %d gone during handshake (%s)", c->pid, why);
         }
@@ -266,6 +278,7 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
         if (watch_start(&m->loop, &c->w_pidfd, c->pidfd, on_pidfd, c) < 0)
                 return -ENOMEM;
         c->state = CLIENT_READY;
+        trace_add_pid(m->trace, c->pid);
         log_debug("client %d (%s) uid %u ready", c->pid, c->comm, (unsigned)c->uid);
         send_reply(c, h, 0);
         return 0;

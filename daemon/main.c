@@ -25,6 +25,7 @@
 #include "hugepaged.h"
 #include "log.h"
 #include "manager.h"
+#include "trace.h"
 #include "util.h"
 
 static void help(void)
@@ -259,6 +260,7 @@ int main(int argc, char **argv)
         if (m.uffd_dev < 0)
                 return log_error_errno(errno, "cannot open /dev/userfaultfd (needs root and CONFIG_USERFAULTFD): %m"), 1;
         check_thp_mode();
+        trace_start(&m.trace);  /* logs whether it runs; the daemon works the same without */
         m.zero_page = mmap(NULL, HP_REGION_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (m.zero_page == MAP_FAILED)
                 return log_error_errno(errno, "mmap: %m"), 1;
@@ -295,6 +297,7 @@ int main(int argc, char **argv)
          * to ordinary kernel faults. */
         unlink(m.cfg.socket_path);
         promote_queue_free(m.pq);
+        m.trace = trace_stop(m.trace);
         loop_deinit(&m.loop);
         return r < 0 ? 1 : r;
 }

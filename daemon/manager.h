@@ -103,6 +103,7 @@ struct manager {
         struct counters c;      /* totals over all clients, past and present */
 
         struct promote_queue *pq;
+        struct trace *trace;    /* in-kernel tracing (trace.c), NULL when off */
 };
 
 /* client.c */
