@@ -3,7 +3,9 @@
  * access.c: who may connect. Identity comes only from the kernel: the peer's
  * SO_PEERCRED and a pidfd for that same peer (SO_PEERPIDFD, else
  * pidfd_open of the SO_PEERCRED pid, checked to still be alive after the
- * group lookup). Never trusts anything the client says about itself.
+ * group lookup). Who is allowed: root, AllowedUsers= and members of
+ * AllowedGroups= (hugepaged.conf, resolved by reload.c). Never trusts
+ * anything the client says about itself.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,12 +22,14 @@
 #include "manager.h"
 #include "util.h"
 
-/* Is gid among the supplementary groups of pid (from /proc/PID/status)? */
-static int pid_in_group(pid_t pid, gid_t gid)
+/* Is any gid of `l` among the supplementary groups of pid (from /proc/PID/status)? */
+static int pid_in_groups(pid_t pid, const struct id_list *l)
 {
         char path[64], line[4096];
         _cleanup_(fclosep_) FILE *f = NULL;
 
+        if (l->n == 0)
+                return 0;
         snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
         f = fopen(path, "re");
         if (!f)
@@ -39,13 +43,22 @@ static int pid_in_group(pid_t pid, gid_t gid)
                         unsigned long g = strtoul(p, &end, 10);
                         if (end == p)
                                 break;
-                        if ((gid_t)g == gid)
-                                return 1;
+                        for (size_t i = 0; i < l->n; i++)
+                                if ((gid_t)g == l->v[i])
+                                        return 1;
                         p = end;
                 }
                 return 0;
         }
         return 0;
+}
+
+static bool id_listed(const struct id_list *l, uint32_t id)
+{
+        for (size_t i = 0; i < l->n; i++)
+                if (l->v[i] == id)
+                        return true;
+        return false;
 }
 
 static int pidfd_alive(int pidfd)
@@ -73,27 +86,29 @@ int access_check_peer(struct manager *m, int sock, pid_t *ret_pid, uid_t *ret_ui
                         return -errno;
         }
 
-        bool allowed = cred.uid == 0;
-        if (!allowed && m->group_valid) {
-                allowed = cred.gid == m->group_gid;
-                if (!allowed) {
-                        r = pid_in_group(cred.pid, m->group_gid);
-                        if (r < 0)
-                                return r;
-                        allowed = r > 0;
-                }
+        bool allowed = cred.uid == 0 || id_listed(&m->allowed_uids, cred.uid) ||
+                       id_listed(&m->allowed_gids, cred.gid);
+        if (!allowed) {
+                r = pid_in_groups(cred.pid, &m->allowed_gids);
+                if (r < 0)
+                        return r;
+                allowed = r > 0;
         }
         r = pidfd_alive(pidfd);
         if (r < 0)
                 return r;       /* the pid may have been reused: trust nothing we read */
         if (!allowed) {
                 struct passwd *pw = getpwuid(cred.uid);
-                if (m->group_valid)
-                        snprintf(why, whylen, "user %s (uid %u) is neither root nor in group '%s'",
-                                 pw ? pw->pw_name : "?", (unsigned)cred.uid, m->cfg.group);
+                char groups[96] = "";
+                for (char **g = m->cfg.allowed_groups; g && *g; g++)
+                        snprintf(groups + strlen(groups), sizeof(groups) - strlen(groups), "%s'%s'",
+                                 groups[0] ? ", " : "", *g);
+                if (m->allowed_gids.n)
+                        snprintf(why, whylen, "user %s (uid %u) is not root, not in AllowedUsers= and in none of "
+                                 "the groups %s", pw ? pw->pw_name : "?", (unsigned)cred.uid, groups);
                 else
-                        snprintf(why, whylen, "user %s (uid %u) is not root and no allowed group exists",
-                                 pw ? pw->pw_name : "?", (unsigned)cred.uid);
+                        snprintf(why, whylen, "user %s (uid %u) is not root and not allowed (AllowedUsers=, "
+                                 "AllowedGroups= in hugepaged.conf)", pw ? pw->pw_name : "?", (unsigned)cred.uid);
                 *ret_pid = cred.pid;
                 *ret_uid = cred.uid;
                 return -EACCES;

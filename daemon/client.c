@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -130,6 +131,7 @@ void client_disconnect(struct client *c, const char *why)
         if (c->state == CLIENT_DEAD)
                 return;
         if (c->state == CLIENT_READY) {
+                control_client_event(c, false);
                 client_stats(c, &s);
                 /* with tracing on: the latency the program saw, collapse and split counts */
                 struct trace_stats ts;
@@ -183,6 +185,25 @@ static void read_comm(struct client *c)
         c->comm[n > 0 ? n : 0] = '\0';
 }
 
+/* The executable's file name, for [Program:NAME] (needs ptrace read access). */
+static void read_exe(struct client *c)
+{
+        char path[64], link[PATH_MAX];
+        snprintf(path, sizeof(path), "/proc/%d/exe", (int)c->pid);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n <= 0) {
+                snprintf(c->exe, sizeof(c->exe), "%s", c->comm);
+                return;
+        }
+        link[n] = '\0';
+        /* an executable replaced on disk reads "/path (deleted)" */
+        char *del = n > 10 ? strstr(link + n - 10, " (deleted)") : NULL;
+        if (del)
+                *del = '\0';
+        const char *base = strrchr(link, '/');
+        snprintf(c->exe, sizeof(c->exe), "%.*s", (int)sizeof(c->exe) - 1, base ? base + 1 : link);
+}
+
 static void on_pidfd(struct watch *w, int revents)
 {
         client_disconnect(w->data, "process exited");
@@ -220,6 +241,8 @@ static int handle_hello(struct client *c, const struct hp_hello *msg)
                 return r;
         }
         read_comm(c);
+        read_exe(c);
+        manager_client_policy(m, c);    /* [Program:NAME] of hugepaged.conf */
         hp_header_init(&rep.hdr, HP_MSG_HELLO_REPLY, sizeof(rep), msg->hdr.seq, 0);
         rep.version = HP_VERSION;
         r = hp_send_fd(c->sock, &rep, sizeof(rep), m->uffd_dev);
@@ -279,6 +302,7 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
                 return -ENOMEM;
         c->state = CLIENT_READY;
         trace_add_pid(m->trace, c->pid);
+        control_client_event(c, true);
         log_debug("client %d (%s) uid %u ready", c->pid, c->comm, (unsigned)c->uid);
         send_reply(c, h, 0);
         return 0;
@@ -298,6 +322,11 @@ static void handle_register(struct client *c, const struct hp_range_req *req)
         }
         if (req->backend != HP_RANGE_ANON) {
                 send_error(c, &req->hdr, -EOPNOTSUPP, "backend %u is not supported", req->backend);
+                return;
+        }
+        if (req->length < m->cfg.min_size) {
+                send_error(c, &req->hdr, -ERANGE, "%" PRIu64 " bytes is below MinSize=%" PRIu64 " of hugepaged.conf",
+                           req->length, m->cfg.min_size);
                 return;
         }
         if (c->ranges.n >= m->cfg.max_ranges) {
@@ -490,6 +519,7 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                 }
                 c->threshold = p->threshold;
                 c->dense_predict = c->m->cfg.dense_predict && !(p->flags & HP_POLICY_NO_DENSE_PREDICT);
+                c->policy_explicit = true;      /* a reload keeps it */
                 send_reply(c, h, 0);
                 break;
         }
@@ -553,8 +583,7 @@ void client_accept(struct manager *m)
                 c->id = ++m->next_client_id;
                 c->sock = fd;
                 c->pidfd = c->uffd = c->maps_fd = -1;
-                c->threshold = m->cfg.threshold;
-                c->dense_predict = m->cfg.dense_predict;
+                manager_client_policy(m, c);
                 c->state = CLIENT_HELLO;
                 c->next = m->clients;
                 if (m->clients)

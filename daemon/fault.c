@@ -132,7 +132,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
         }
 
         unsigned limit = rg->end < rend ? (unsigned)((rg->end - rstart) >> PAGE_SHIFT_4K) : HP_REGION_PAGES;
-        unsigned n = region_window(r, page, limit, m->cfg.max_window);
+        unsigned n = region_window(r, page, limit, c->max_window);
         if (r->state == REGION_HUGE) {
                 /* A fault in a region we believe huge: either a stale message
                  * (the copy finds the page: -EEXIST) or the THP did not happen

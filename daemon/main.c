@@ -2,8 +2,9 @@
 /*
  * main.c: hugepaged's entry point: parse the command line, set up the
  * listening socket, /dev/userfaultfd, the promotion workers and the event
- * loop, then run until SIGTERM/SIGINT. Always runs in the foreground
- * (systemd or a supervisor manages it); never forks.
+ * loop, then run until SIGTERM/SIGINT; SIGHUP reloads hugepaged.conf.
+ * Always runs in the foreground (systemd or a supervisor manages it); never
+ * forks. Settings: built-in defaults < the config file < the command line.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,18 +22,30 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bus-thread.h"
 #include "compat.h"
 #include "hugepaged.h"
 #include "log.h"
 #include "manager.h"
+#include "notify.h"
 #include "trace.h"
 #include "util.h"
+#if HAVE_SDBUS
+#include "bus.h"
+#endif
+
+static enum bus_kind arg_bus = BUS_SYSTEM;
+static const char *arg_bus_address;
+static bool arg_check_config;
 
 static void help(void)
 {
         printf("Usage: hugepaged [OPTIONS]\n"
                "Serve first-touch page faults of client programs from 2 MiB reservations\n"
                "and turn dense regions into transparent huge pages.\n\n"
+               "  --config PATH        configuration file (default " HUGEPAGED_DEFAULT_CONFIG ";\n"
+               "                       a missing default file means built-in defaults)\n"
+               "  --check-config       check the configuration, print nothing if it is valid, exit\n"
                "  --socket PATH        listening socket (default " HUGEPAGED_DEFAULT_SOCKET ")\n"
                "  --group NAME         group whose members may connect besides root\n"
                "                       (default hugepaged; \"\" = root only)\n"
@@ -45,7 +58,10 @@ static void help(void)
                "  --max-ranges N       registered ranges per client at most (default 65536)\n"
                "  --log-level LEVEL    error|warning|notice|info|debug (default info)\n"
                "  --bus system|session|none\n"
-               "                       D-Bus connection for statistics (only none so far)\n"
+               "                       where to publish org.hugepaged1 (default system)\n"
+               "  --bus-address ADDRESS\n"
+               "                       publish on the bus at this D-Bus address instead\n"
+               "  --bus-introspect     print the D-Bus interfaces (XML) and exit\n"
                "  --foreground         run in the foreground (always the case)\n"
                "  --version            print the version\n");
 }
@@ -63,10 +79,11 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
         return 0;
 }
 
-static int parse_args(int argc, char **argv, struct config *cfg)
+static int parse_args(int argc, char **argv, struct manager *m)
 {
         enum { ARG_SOCKET = 0x100, ARG_GROUP, ARG_THRESHOLD, ARG_WINDOW, ARG_NO_DENSE, ARG_WORKERS,
-               ARG_MAX_CLIENTS, ARG_MAX_RANGES, ARG_LOG_LEVEL, ARG_BUS, ARG_FOREGROUND, ARG_VERSION };
+               ARG_MAX_CLIENTS, ARG_MAX_RANGES, ARG_LOG_LEVEL, ARG_BUS, ARG_FOREGROUND, ARG_VERSION,
+               ARG_CONFIG, ARG_CHECK_CONFIG, ARG_BUS_ADDRESS, ARG_BUS_INTROSPECT };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "group", required_argument, NULL, ARG_GROUP },
@@ -78,11 +95,17 @@ static int parse_args(int argc, char **argv, struct config *cfg)
                 { "max-ranges", required_argument, NULL, ARG_MAX_RANGES },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "bus", required_argument, NULL, ARG_BUS },
+                { "bus-address", required_argument, NULL, ARG_BUS_ADDRESS },
+                { "bus-introspect", no_argument, NULL, ARG_BUS_INTROSPECT },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
                 { "foreground", no_argument, NULL, ARG_FOREGROUND },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
+        struct config *cfg = &m->cli;
+        unsigned set = 0;
         int c, r = 0;
 
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
@@ -99,28 +122,44 @@ static int parse_args(int argc, char **argv, struct config *cfg)
                                         optarg, sizeof(((struct sockaddr_un *)0)->sun_path));
                                 return -EINVAL;
                         }
-                        cfg->socket_path = optarg;
+                        free(cfg->socket_path);
+                        if (!(cfg->socket_path = strdup(optarg)))
+                                return -ENOMEM;
+                        set |= CONFIG_SET_SOCKET;
                         break;
                 case ARG_GROUP:
-                        cfg->group = optarg;
+                        /* one group, or "" for none */
+                        for (char **g = cfg->allowed_groups; g && *g; g++)
+                                free(*g);
+                        cfg->allowed_groups[0] = optarg[0] ? strdup(optarg) : NULL;
+                        cfg->allowed_groups[1] = NULL;
+                        if (optarg[0] && !cfg->allowed_groups[0])
+                                return -ENOMEM;
+                        set |= CONFIG_SET_ALLOWED_GROUPS;
                         break;
                 case ARG_THRESHOLD:
                         r = parse_uint("threshold", optarg, 1, HP_REGION_PAGES, &cfg->threshold);
+                        set |= CONFIG_SET_THRESHOLD;
                         break;
                 case ARG_WINDOW:
                         r = parse_uint("max-window", optarg, 1, HP_REGION_PAGES, &cfg->max_window);
+                        set |= CONFIG_SET_MAX_WINDOW;
                         break;
                 case ARG_NO_DENSE:
                         cfg->dense_predict = false;
+                        set |= CONFIG_SET_DENSE_PREDICT;
                         break;
                 case ARG_WORKERS:
                         r = parse_uint("workers", optarg, 1, 64, &cfg->workers);
+                        set |= CONFIG_SET_WORKERS;
                         break;
                 case ARG_MAX_CLIENTS:
                         r = parse_uint("max-clients", optarg, 1, 1u << 20, &cfg->max_clients);
+                        set |= CONFIG_SET_MAX_CLIENTS;
                         break;
                 case ARG_MAX_RANGES:
                         r = parse_uint("max-ranges", optarg, 1, 1u << 24, &cfg->max_ranges);
+                        set |= CONFIG_SET_MAX_RANGES;
                         break;
                 case ARG_LOG_LEVEL:
                         r = log_parse_level(optarg);
@@ -128,14 +167,39 @@ static int parse_args(int argc, char **argv, struct config *cfg)
                                 fprintf(stderr, "hugepaged: --log-level: unknown level '%s'\n", optarg);
                                 return r;
                         }
-                        log_max_level = r;
+                        log_max_level = cfg->log_level = r;
+                        set |= CONFIG_SET_LOG_LEVEL;
                         r = 0;
                         break;
                 case ARG_BUS:
-                        if (strcmp(optarg, "none") && strcmp(optarg, "system") && strcmp(optarg, "session")) {
+                        if (strcmp(optarg, "none") == 0)
+                                arg_bus = BUS_NONE;
+                        else if (strcmp(optarg, "system") == 0)
+                                arg_bus = BUS_SYSTEM;
+                        else if (strcmp(optarg, "session") == 0)
+                                arg_bus = BUS_SESSION;
+                        else {
                                 fprintf(stderr, "hugepaged: --bus: '%s' is not system, session or none\n", optarg);
                                 return -EINVAL;
                         }
+                        break;
+                case ARG_BUS_ADDRESS:
+                        arg_bus = BUS_ADDRESS;
+                        arg_bus_address = optarg;
+                        break;
+                case ARG_BUS_INTROSPECT:
+#if HAVE_SDBUS
+                        exit(bus_introspect(stdout) < 0 ? 1 : 0);
+#else
+                        fprintf(stderr, "hugepaged: built without D-Bus support\n");
+                        exit(1);
+#endif
+                case ARG_CONFIG:
+                        m->config_path = optarg;
+                        m->config_explicit = true;
+                        break;
+                case ARG_CHECK_CONFIG:
+                        arg_check_config = true;
                         break;
                 case ARG_FOREGROUND:
                         break;
@@ -149,6 +213,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
                 fprintf(stderr, "hugepaged: unexpected argument '%s'\n", argv[optind]);
                 return -EINVAL;
         }
+        m->cli_set = set;
         return 0;
 }
 
@@ -189,6 +254,11 @@ static void on_listen(struct watch *w, int revents)
         client_accept(w->data);
 }
 
+static void on_control(struct watch *w, int revents)
+{
+        control_run(w->data);
+}
+
 static void on_done(struct watch *w, int revents)
 {
         promote_drain_done(w->data);
@@ -203,6 +273,9 @@ static void on_signal(struct watch *w, int revents)
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                         log_info("signal %d: exiting", si.ssi_signo);
                         loop_exit(&m->loop, 0);
+                } else if (si.ssi_signo == SIGHUP) {
+                        log_info("SIGHUP: reloading %s", m->config_path);
+                        (void)manager_reload(m, NULL, 0);
                 }
         }
 }
@@ -222,38 +295,30 @@ static void check_thp_mode(void)
 int main(int argc, char **argv)
 {
         struct manager m = {
-                .cfg = {
-                        .socket_path = HUGEPAGED_DEFAULT_SOCKET,
-                        .group = "hugepaged",
-                        .threshold = 64,
-                        .max_window = 64,
-                        .dense_predict = true,
-                        .workers = 1,
-                        .max_clients = 4096,
-                        .max_ranges = 65536,
-                },
-                .listen_fd = -1, .uffd_dev = -1, .signal_fd = -1,
+                .config_path = HUGEPAGED_DEFAULT_CONFIG,
+                .listen_fd = -1, .uffd_dev = -1, .signal_fd = -1, .heartbeat_fd = -1,
         };
+        struct config cfg;
         sigset_t mask;
         int r;
 
-        if (parse_args(argc, argv, &m.cfg) < 0)
+        if (config_init(&m.cli) < 0 || parse_args(argc, argv, &m) < 0)
                 return 2;
+        if (manager_load_config(&m, &cfg, NULL, 0) < 0)
+                return 2;
+        if (arg_check_config) {
+                config_done(&cfg);
+                manager_config_done(&m);
+                return 0;
+        }
+        if (manager_apply_config(&m, &cfg, true) < 0)
+                return 1;
 
         /* Each client holds four fds (socket, pidfd, uffd, maps). */
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
                 rl.rlim_cur = rl.rlim_max;
                 (void)setrlimit(RLIMIT_NOFILE, &rl);
-        }
-
-        if (m.cfg.group && m.cfg.group[0]) {
-                struct group *g = getgrnam(m.cfg.group);
-                if (g) {
-                        m.group_gid = g->gr_gid;
-                        m.group_valid = true;
-                } else
-                        log_notice("group '%s' does not exist: only root may connect", m.cfg.group);
         }
 
         m.uffd_dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
@@ -281,7 +346,13 @@ int main(int argc, char **argv)
         r = loop_init(&m.loop, 1024);
         if (r < 0)
                 return 1;
-        m.listen_fd = listen_socket(m.cfg.socket_path);
+        m.listen_fd = notify_listen_fd();       /* hugepaged.socket */
+        if (m.listen_fd >= 0) {
+                m.socket_activated = true;
+                if (fcntl(m.listen_fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(m.listen_fd, F_SETFD, FD_CLOEXEC) < 0)
+                        return log_error_errno(errno, "socket passed by systemd: %m"), 1;
+        } else if (m.listen_fd == -ENOENT)
+                m.listen_fd = listen_socket(m.cfg.socket_path);
         if (m.listen_fd < 0)
                 return 1;
         if (watch_start(&m.loop, &m.w_listen, m.listen_fd, on_listen, &m) < 0 ||
@@ -289,15 +360,34 @@ int main(int argc, char **argv)
             watch_start(&m.loop, &m.w_done, promote_queue_fd(m.pq), on_done, &m) < 0)
                 return log_error("cannot start the event loop"), 1;
 
-        log_info("listening on %s (threshold %u, dense prediction %s, %u worker%s)", m.cfg.socket_path,
-                 m.cfg.threshold, m.cfg.dense_predict ? "on" : "off", m.cfg.workers, m.cfg.workers == 1 ? "" : "s");
+        /* D-Bus runs in its own thread; this thread only hands it snapshots
+         * (heartbeat.c) and runs its commands (control.c). */
+        if (arg_bus != BUS_NONE) {
+                r = bus_thread_start(arg_bus, arg_bus_address, &m.bus);
+                if (r < 0)
+                        log_warning_errno(r, "D-Bus is off: %m");
+                else if (watch_start(&m.loop, &m.w_control, bus_thread_command_fd(m.bus), on_control, &m) < 0)
+                        return log_error("cannot start the event loop"), 1;
+        }
+        if (heartbeat_start(&m) < 0)
+                return 1;
+
+        log_info("listening on %s%s (threshold %u, dense prediction %s, %u worker%s)", m.cfg.socket_path,
+                 m.socket_activated ? " (socket activation)" : "", m.cfg.threshold,
+                 m.cfg.dense_predict ? "on" : "off", m.cfg.workers, m.cfg.workers == 1 ? "" : "s");
+        notify_ready();
         r = loop_run(&m.loop);
+        notify_stopping();
 
         /* Clients' uffds close with the process: their memory falls back
          * to ordinary kernel faults. */
-        unlink(m.cfg.socket_path);
+        bus_thread_stop(m.bus);
+        if (!m.socket_activated)
+                unlink(m.cfg.socket_path);
         promote_queue_free(m.pq);
         m.trace = trace_stop(m.trace);
         loop_deinit(&m.loop);
+        heartbeat_stop(&m);
+        manager_config_done(&m);
         return r < 0 ? 1 : r;
 }

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "config.h"
 #include "hugepaged-protocol.h"
 #include "loop.h"
 #include "range.h"
@@ -64,8 +65,11 @@ struct client {
         struct watch w_sock, w_uffd, w_pidfd;
         unsigned watches_live;
 
+        char exe[64];           /* basename of /proc/PID/exe, for [Program:NAME] */
         uint32_t threshold;     /* default for this client's ranges */
+        uint32_t max_window;    /* largest served window, pages */
         bool dense_predict;
+        bool policy_explicit;   /* set by the client or SetPolicy: a reload keeps it */
 
         struct sync_wait *syncs;
         unsigned nsyncs;
@@ -75,24 +79,23 @@ struct client {
         struct counters c;
 };
 
-struct config {
-        const char *socket_path;
-        const char *group;      /* allowed group, NULL/"" = root only */
-        uint32_t threshold;     /* default promotion threshold, pages */
-        uint32_t max_window;    /* largest served window, pages */
-        bool dense_predict;
-        unsigned workers;
-        unsigned max_clients;
-        unsigned max_ranges;    /* per client */
+/* Resolved AllowedUsers/AllowedGroups/AdminUsers/AdminGroups (reload.c). */
+struct id_list {
+        uint32_t *v;
+        size_t n;
 };
 
 struct manager {
-        struct config cfg;
+        struct config cfg;      /* in force: defaults < config file < command line */
+        struct config cli;      /* the command line's settings ... */
+        unsigned cli_set;       /* ... and which of them it gave (CONFIG_SET_*) */
+        const char *config_path;
+        bool config_explicit;   /* --config given: the file must exist */
+        bool config_loaded;     /* config_path was read */
+        struct id_list allowed_uids, allowed_gids, admin_uids, admin_gids;
         struct loop loop;
         int listen_fd;
         int uffd_dev;           /* /dev/userfaultfd, passed to clients */
-        gid_t group_gid;
-        bool group_valid;
         void *zero_page;        /* HP_REGION_SIZE of zeros: UFFDIO_COPY source */
         struct watch w_listen, w_signal, w_done;
         int signal_fd;
@@ -104,6 +107,15 @@ struct manager {
 
         struct promote_queue *pq;
         struct trace *trace;    /* in-kernel tracing (trace.c), NULL when off */
+
+        /* D-Bus (bus-thread.c) and systemd (notify.c) */
+        struct bus_thread *bus; /* NULL with --bus none */
+        struct watch w_control; /* commands from the bus thread */
+        struct watch w_heartbeat;
+        int heartbeat_fd;
+        uint64_t watchdog_usec; /* 0: no watchdog */
+        uint64_t last_status_ns, last_watchdog_ns;
+        bool socket_activated;  /* the listening socket came from systemd */
 };
 
 /* client.c */
@@ -128,6 +140,23 @@ int promote_region(struct client *c, struct region *r, bool native);
 void promote_drain_done(struct manager *m);
 /* Drop the jobs of a client that is going away (not yet started ones). */
 void promote_forget_client(struct promote_queue *q, uint64_t client_id);
+
+/* reload.c: the config file into the running daemon (start, SIGHUP, Reload) */
+int manager_load_config(struct manager *m, struct config *ret, char *error, size_t errlen);
+int manager_apply_config(struct manager *m, struct config *cfg, bool startup);
+int manager_reload(struct manager *m, char *error, size_t errlen);
+void manager_client_policy(struct manager *m, struct client *c);
+void manager_config_done(struct manager *m);
+
+/* control.c: commands from the bus thread, client events for it */
+void control_run(struct manager *m);
+void control_client_event(struct client *c, bool added);
+
+/* heartbeat.c: the main thread's periodic timer */
+int heartbeat_start(struct manager *m);
+void heartbeat_stop(struct manager *m);
+/* Publish a statistics snapshot to the bus thread now. */
+void heartbeat_publish(struct manager *m);
 
 /* access.c */
 int access_check_peer(struct manager *m, int sock, pid_t *pid, uid_t *uid, gid_t *gid,

@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bus.c: the org.hugepaged1 D-Bus interfaces, vtables and their handlers
+ * only (model: systemd-oomd's oomd-manager-bus.c). Documented in
+ * org.hugepaged1(5), whose interface listing is generated from
+ * `hugepaged --bus-introspect`.
+ *
+ *   /org/hugepaged1               org.hugepaged1.Manager
+ *   /org/hugepaged1/client/<pid>  org.hugepaged1.Client
+ *
+ * Runs on the bus thread: reads come from the latest statistics snapshot,
+ * changes (SetPolicy, Reload) go to the main thread as commands and are
+ * answered when it has run them. Never touches the manager.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-bus.h>
+
+#include "bus.h"
+#include "util.h"
+
+/* Counters shared by both interfaces: D-Bus name and place in struct hp_stats. */
+struct counter {
+        const char *name;
+        size_t offset;
+};
+
+#define S(f) offsetof(struct hp_stats, f)
+static const struct counter counters[] = {
+        { "FaultsServed", S(faults_served) },
+        { "FaultLatencyP50Ns", S(fault_latency_p50_ns) },
+        { "FaultLatencyP99Ns", S(fault_latency_p99_ns) },
+        { "PagesPopulated", S(pages_populated) },
+        { "RegionsReserved", S(regions_reserved) },
+        { "PagesReservedUnused", S(pages_reserved_unused) },
+        { "Promotions", S(promotions) },
+        { "PromotionsFailed", S(promotions_failed) },
+        { "PromotionLatencyP50Ns", S(promotion_latency_p50_ns) },
+        { "PromotionLatencyP99Ns", S(promotion_latency_p99_ns) },
+        { "RegionsHuge", S(regions_huge) },
+        { "ReservationsReleased", S(reservations_released) },
+        { "Ranges", S(ranges) },
+};
+#undef S
+
+static const struct counter *counter_find(const char *name)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(counters); i++)
+                if (strcmp(counters[i].name, name) == 0)
+                        return &counters[i];
+        return NULL;
+}
+
+static uint64_t counter_value(const struct hp_stats *s, const struct counter *c)
+{
+        return *(const uint64_t *)((const char *)s + c->offset);
+}
+
+static int snapshot_missing(sd_bus_error *error)
+{
+        return sd_bus_error_set(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No statistics yet; try again");
+}
+
+/* ---- org.hugepaged1.Manager -------------------------------------------------- */
+
+static int manager_get_counter(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        uint64_t v = 0;
+        int r;
+
+        if (!s)
+                return snapshot_missing(error);
+        const struct counter *c = counter_find(property);
+        if (c)
+                v = counter_value(&s->total, c);
+        else if (strcmp(property, "Clients") == 0)
+                v = s->clients;
+        else if (strcmp(property, "PoolChunks") == 0)
+                v = s->pool_chunks;
+        else if (strcmp(property, "PoolBytes") == 0)
+                v = s->pool_bytes;
+        else if (strcmp(property, "PressureLevel") == 0)
+                v = s->pressure_level;
+        r = sd_bus_message_append(reply, "t", v);
+        snapshot_unref(s);
+        return r;
+}
+
+static int manager_get_setting(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        int r;
+
+        if (!s)
+                return snapshot_missing(error);
+        if (strcmp(property, "DefaultThreshold") == 0)
+                r = sd_bus_message_append(reply, "u", s->threshold);
+        else if (strcmp(property, "FaultWindow") == 0)
+                r = sd_bus_message_append(reply, "u", s->max_window);
+        else if (strcmp(property, "DensePrediction") == 0)
+                r = sd_bus_message_append(reply, "b", s->dense_predict);
+        else
+                r = sd_bus_message_append(reply, "s", s->config_file);
+        snapshot_unref(s);
+        return r;
+}
+
+static int manager_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "s", HP_VERSION_STRING);
+}
+
+static int client_path(pid_t pid, char *buf, size_t len)
+{
+        return snprintf(buf, len, BUS_CLIENT_PATH "/%d", (int)pid);
+}
+
+static int method_list_clients(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        sd_bus_message *reply = NULL;
+        char path[64];
+        int r;
+
+        if (!s)
+                return snapshot_missing(error);
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(uuso)");
+        for (size_t i = 0; r >= 0 && i < s->n; i++) {
+                client_path(s->v[i].pid, path, sizeof(path));
+                r = sd_bus_message_append(reply, "(uuso)", (uint32_t)s->v[i].pid, (uint32_t)s->v[i].uid,
+                                          s->v[i].comm, path);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        snapshot_unref(s);
+        return r;
+}
+
+static int append_client_stats(sd_bus_message *reply, const struct snapshot_client *c)
+{
+        int r = sd_bus_message_open_container(reply, 'a', "{st}");
+        for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(counters); i++)
+                r = sd_bus_message_append(reply, "{st}", counters[i].name, counter_value(&c->s, &counters[i]));
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int method_get_client_stats(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        sd_bus_message *reply = NULL;
+        uint32_t pid;
+        int r;
+
+        r = sd_bus_message_read(m, "u", &pid);
+        if (r < 0)
+                return r;
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        const struct snapshot_client *c = snapshot_find(s, (pid_t)pid);
+        if (!c) {
+                snapshot_unref(s);
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_CLIENT, "No client with pid %u", pid);
+        }
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = append_client_stats(reply, c);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        snapshot_unref(s);
+        return r;
+}
+
+/* Who is calling: the main thread decides whether they may (control.c). */
+static int command_new(sd_bus_message *m, enum bus_command_type type, struct bus_command **ret,
+                       sd_bus_error *error)
+{
+        sd_bus_creds *creds = NULL;
+        const gid_t *gids = NULL;
+        int r;
+
+        struct bus_command *cmd = calloc(1, sizeof(*cmd));
+        if (!cmd)
+                return -ENOMEM;
+        cmd->type = type;
+        cmd->dense_predict = -1;
+        cmd->euid = (uid_t)-1;
+        cmd->egid = (gid_t)-1;
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS |
+                                                 SD_BUS_CREDS_AUGMENT, &creds);
+        if (r >= 0) {
+                if (sd_bus_creds_get_euid(creds, &cmd->euid) < 0)
+                        cmd->euid = (uid_t)-1;
+                if (sd_bus_creds_get_egid(creds, &cmd->egid) < 0)
+                        cmd->egid = (gid_t)-1;
+                int n = sd_bus_creds_get_supplementary_gids(creds, &gids);
+                if (n > 0 && (cmd->gids = calloc((size_t)n, sizeof(gid_t)))) {
+                        memcpy(cmd->gids, gids, (size_t)n * sizeof(gid_t));
+                        cmd->n_gids = n;
+                }
+        }
+        sd_bus_creds_unref(creds);
+        if (cmd->euid == (uid_t)-1) {
+                bus_command_free(cmd);
+                return sd_bus_error_set(error, BUS_ERROR_ACCESS_DENIED, "Cannot determine who is calling");
+        }
+        cmd->message = sd_bus_message_ref(m);
+        *ret = cmd;
+        return 0;
+}
+
+static int command_submit(struct bus_thread *bt, struct bus_command *cmd, sd_bus_error *error)
+{
+        int r = bus_thread_submit(bt, cmd);
+        if (r < 0) {
+                bus_command_free(cmd);
+                return sd_bus_error_set(error, BUS_ERROR_FAILED, "hugepaged is shutting down");
+        }
+        return 1;       /* answered later, from bus_reply_command() */
+}
+
+static int method_set_policy(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bus_command *cmd = NULL;
+        uint32_t pid, threshold = 0, window = 0;
+        int dense = -1, r;
+
+        r = sd_bus_message_read(m, "u", &pid);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key;
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (strcmp(key, "Threshold") == 0 || strcmp(key, "FaultWindow") == 0) {
+                        uint32_t v;
+                        r = sd_bus_message_read(m, "v", "u", &v);
+                        if (r < 0)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s must be of type u", key);
+                        if (v < 1 || v > HP_REGION_PAGES)
+                                return sd_bus_error_setf(error, BUS_ERROR_INVALID_POLICY,
+                                                         "%s %u is outside 1..%u pages", key, v, HP_REGION_PAGES);
+                        if (key[0] == 'T')
+                                threshold = v;
+                        else
+                                window = v;
+                } else if (strcmp(key, "DensePrediction") == 0) {
+                        int b;
+                        r = sd_bus_message_read(m, "v", "b", &b);
+                        if (r < 0)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s must be of type b", key);
+                        dense = !!b;
+                } else
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_POLICY,
+                                                 "Unknown policy key '%s' (known: Threshold, DensePrediction, FaultWindow)",
+                                                 key);
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+
+        r = command_new(m, BUS_COMMAND_SET_POLICY, &cmd, error);
+        if (r < 0)
+                return r;
+        cmd->pid = (pid_t)pid;
+        cmd->threshold = threshold;
+        cmd->max_window = window;
+        cmd->dense_predict = dense;
+        return command_submit(userdata, cmd, error);
+}
+
+static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bus_command *cmd = NULL;
+        int r = command_new(m, BUS_COMMAND_RELOAD, &cmd, error);
+        if (r < 0)
+                return r;
+        return command_submit(userdata, cmd, error);
+}
+
+int bus_reply_command(struct bus_command *cmd)
+{
+        sd_bus_message *m = cmd->message;
+        if (!m)
+                return 0;
+        if (cmd->error_name)
+                return sd_bus_reply_method_errorf(m, cmd->error_name, "%s", cmd->error_message);
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+#define COUNTER(name, getter) SD_BUS_PROPERTY(name, "t", getter, 0, 0)
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", manager_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ConfigFile", "s", manager_get_setting, 0, 0),
+        SD_BUS_PROPERTY("DefaultThreshold", "u", manager_get_setting, 0, 0),
+        SD_BUS_PROPERTY("DensePrediction", "b", manager_get_setting, 0, 0),
+        SD_BUS_PROPERTY("FaultWindow", "u", manager_get_setting, 0, 0),
+        COUNTER("FaultsServed", manager_get_counter),
+        COUNTER("FaultLatencyP50Ns", manager_get_counter),
+        COUNTER("FaultLatencyP99Ns", manager_get_counter),
+        COUNTER("PagesPopulated", manager_get_counter),
+        COUNTER("RegionsReserved", manager_get_counter),
+        COUNTER("PagesReservedUnused", manager_get_counter),
+        COUNTER("Promotions", manager_get_counter),
+        COUNTER("PromotionsFailed", manager_get_counter),
+        COUNTER("PromotionLatencyP50Ns", manager_get_counter),
+        COUNTER("PromotionLatencyP99Ns", manager_get_counter),
+        COUNTER("RegionsHuge", manager_get_counter),
+        COUNTER("ReservationsReleased", manager_get_counter),
+        COUNTER("PoolChunks", manager_get_counter),
+        COUNTER("PoolBytes", manager_get_counter),
+        COUNTER("PressureLevel", manager_get_counter),
+        COUNTER("Clients", manager_get_counter),
+        COUNTER("Ranges", manager_get_counter),
+        SD_BUS_METHOD_WITH_NAMES("ListClients", NULL, SD_BUS_PARAM(), "a(uuso)", SD_BUS_PARAM(clients),
+                                 method_list_clients, 0),
+        SD_BUS_METHOD_WITH_NAMES("GetClientStats", "u", SD_BUS_PARAM(pid), "a{st}", SD_BUS_PARAM(stats),
+                                 method_get_client_stats, 0),
+        SD_BUS_METHOD_WITH_NAMES("SetPolicy", "ua{sv}", SD_BUS_PARAM(pid) SD_BUS_PARAM(policy), NULL,
+                                 SD_BUS_PARAM(), method_set_policy, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Reload", NULL, SD_BUS_PARAM(), NULL, SD_BUS_PARAM(), method_reload,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_NAMES("ClientAdded", "uso", SD_BUS_PARAM(pid) SD_BUS_PARAM(command) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("ClientRemoved", "uo", SD_BUS_PARAM(pid) SD_BUS_PARAM(path), 0),
+        SD_BUS_VTABLE_END,
+};
+
+/* ---- org.hugepaged1.Client --------------------------------------------------- */
+
+static int pid_from_path(const char *path, pid_t *ret)
+{
+        const char *p = path + strlen(BUS_CLIENT_PATH);
+        char *end;
+        if (strncmp(path, BUS_CLIENT_PATH "/", strlen(BUS_CLIENT_PATH) + 1) != 0)
+                return -ENOENT;
+        p++;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || *end || v <= 0 || v > 0x7fffffff)
+                return -ENOENT;
+        *ret = (pid_t)v;
+        return 0;
+}
+
+/* The snapshot and the client an object path names; error if it is gone. */
+static int client_lookup(const char *path, void *userdata, struct snapshot **ret_s,
+                         const struct snapshot_client **ret_c, sd_bus_error *error)
+{
+        pid_t pid;
+        if (pid_from_path(path, &pid) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No client object %s", path);
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        const struct snapshot_client *c = snapshot_find(s, pid);
+        if (!c) {
+                snapshot_unref(s);
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_CLIENT, "Client %d has gone", (int)pid);
+        }
+        *ret_s = s;
+        *ret_c = c;
+        return 0;
+}
+
+static int client_get(sd_bus *bus, const char *path, const char *interface, const char *property,
+                      sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s;
+        const struct snapshot_client *c;
+        int r = client_lookup(path, userdata, &s, &c, error);
+        if (r < 0)
+                return r;
+
+        const struct counter *k = counter_find(property);
+        if (k && strcmp(property, "Ranges") != 0)
+                r = sd_bus_message_append(reply, "t", counter_value(&c->s, k));
+        else if (strcmp(property, "Pid") == 0)
+                r = sd_bus_message_append(reply, "u", (uint32_t)c->pid);
+        else if (strcmp(property, "Uid") == 0)
+                r = sd_bus_message_append(reply, "u", (uint32_t)c->uid);
+        else if (strcmp(property, "Command") == 0)
+                r = sd_bus_message_append(reply, "s", c->comm);
+        else if (strcmp(property, "Executable") == 0)
+                r = sd_bus_message_append(reply, "s", c->exe);
+        else if (strcmp(property, "Threshold") == 0)
+                r = sd_bus_message_append(reply, "u", (uint32_t)c->s.threshold);
+        else if (strcmp(property, "FaultWindow") == 0)
+                r = sd_bus_message_append(reply, "u", c->max_window);
+        else if (strcmp(property, "DensePrediction") == 0)
+                r = sd_bus_message_append(reply, "b", c->dense_predict);
+        else if (strcmp(property, "PolicyExplicit") == 0)
+                r = sd_bus_message_append(reply, "b", c->policy_explicit);
+        else if (strcmp(property, "Ranges") == 0) {
+                r = sd_bus_message_open_container(reply, 'a', "(ttu)");
+                for (size_t i = 0; r >= 0 && i < c->n_ranges; i++)
+                        r = sd_bus_message_append(reply, "(ttu)", c->ranges[i].start, c->ranges[i].end,
+                                                  c->ranges[i].threshold);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        } else
+                r = sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property %s", property);
+        snapshot_unref(s);
+        return r;
+}
+
+static int client_method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s;
+        const struct snapshot_client *c;
+        sd_bus_message *reply = NULL;
+        int r = client_lookup(sd_bus_message_get_path(m), userdata, &s, &c, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = append_client_stats(reply, c);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        snapshot_unref(s);
+        return r;
+}
+
+#define CLIENT_COUNTER(name) SD_BUS_PROPERTY(name, "t", client_get, 0, 0)
+
+static const sd_bus_vtable client_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Pid", "u", client_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Uid", "u", client_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Command", "s", client_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Executable", "s", client_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Threshold", "u", client_get, 0, 0),
+        SD_BUS_PROPERTY("DensePrediction", "b", client_get, 0, 0),
+        SD_BUS_PROPERTY("FaultWindow", "u", client_get, 0, 0),
+        SD_BUS_PROPERTY("PolicyExplicit", "b", client_get, 0, 0),
+        SD_BUS_PROPERTY("Ranges", "a(ttu)", client_get, 0, 0),
+        CLIENT_COUNTER("FaultsServed"),
+        CLIENT_COUNTER("FaultLatencyP50Ns"),
+        CLIENT_COUNTER("FaultLatencyP99Ns"),
+        CLIENT_COUNTER("PagesPopulated"),
+        CLIENT_COUNTER("RegionsReserved"),
+        CLIENT_COUNTER("PagesReservedUnused"),
+        CLIENT_COUNTER("Promotions"),
+        CLIENT_COUNTER("PromotionsFailed"),
+        CLIENT_COUNTER("PromotionLatencyP50Ns"),
+        CLIENT_COUNTER("PromotionLatencyP99Ns"),
+        CLIENT_COUNTER("RegionsHuge"),
+        CLIENT_COUNTER("ReservationsReleased"),
+        SD_BUS_METHOD_WITH_NAMES("GetStats", NULL, SD_BUS_PARAM(), "a{st}", SD_BUS_PARAM(stats),
+                                 client_method_get_stats, 0),
+        SD_BUS_VTABLE_END,
+};
+
+static int client_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                       sd_bus_error *error)
+{
+        pid_t pid;
+        if (pid_from_path(path, &pid) < 0)
+                return 0;
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        bool there = snapshot_find(s, pid) != NULL;
+        snapshot_unref(s);
+        if (!there)
+                return 0;
+        *found = userdata;
+        return 1;
+}
+
+static int client_enumerate(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error)
+{
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        size_t n = s ? s->n : 0;
+        char **v = calloc(n + 1, sizeof(char *));
+        char buf[64];
+
+        if (!v) {
+                snapshot_unref(s);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                client_path(s->v[i].pid, buf, sizeof(buf));
+                if (!(v[i] = strdup(buf))) {
+                        for (size_t j = 0; j < i; j++)
+                                free(v[j]);
+                        free(v);
+                        snapshot_unref(s);
+                        return -ENOMEM;
+                }
+        }
+        snapshot_unref(s);
+        *nodes = v;
+        return 0;
+}
+
+/* ---- setup, signals, introspection ------------------------------------------ */
+
+int bus_add_objects(sd_bus *bus, struct bus_thread *bt)
+{
+        int r = sd_bus_add_object_vtable(bus, NULL, BUS_PATH, BUS_MANAGER_IFACE, manager_vtable, bt);
+        if (r >= 0)
+                r = sd_bus_add_fallback_vtable(bus, NULL, BUS_CLIENT_PATH, BUS_CLIENT_IFACE, client_vtable,
+                                               client_find, bt);
+        if (r >= 0)
+                r = sd_bus_add_node_enumerator(bus, NULL, BUS_CLIENT_PATH, client_enumerate, bt);
+        return r;
+}
+
+int bus_emit_client_event(sd_bus *bus, const struct bus_event *e)
+{
+        char path[64];
+        client_path(e->pid, path, sizeof(path));
+        if (e->added)
+                return sd_bus_emit_signal(bus, BUS_PATH, BUS_MANAGER_IFACE, "ClientAdded", "uso", (uint32_t)e->pid,
+                                          e->comm, path);
+        return sd_bus_emit_signal(bus, BUS_PATH, BUS_MANAGER_IFACE, "ClientRemoved", "uo", (uint32_t)e->pid, path);
+}
+
+int bus_introspect(FILE *f)
+{
+        fputs("<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"
+              "\"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n"
+              "<node>\n", f);
+        bus_introspect_interface(f, BUS_MANAGER_IFACE, manager_vtable);
+        bus_introspect_interface(f, BUS_CLIENT_IFACE, client_vtable);
+        fputs("</node>\n", f);
+        return fflush(f) == 0 ? 0 : -errno;
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * config.h: the daemon's settings (hugepaged.conf(5)) and their parser.
+ *
+ * Pure: parsing reads the one file it is given and reports through a
+ * callback; it never logs, resolves user names or touches the running
+ * daemon (reload.c applies a parsed config). Unit-tested with fabricated
+ * files (tests/unit/test-config.c).
+ */
+#ifndef HP_CONFIG_H
+#define HP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HUGEPAGED_DEFAULT_CONFIG "/etc/hugepaged/hugepaged.conf"
+
+/* [Program:NAME]: policy for clients whose executable is NAME. 0/-1 = not set. */
+struct config_program {
+        char *name;
+        uint32_t threshold;
+        uint32_t max_window;
+        int dense_predict;
+};
+
+/* A size given either in bytes or as a share of physical memory. */
+struct config_size {
+        uint64_t bytes;
+        unsigned percent;       /* 1..100, or 0 when bytes is meant */
+};
+
+struct config {
+        /* [Daemon] */
+        char *socket_path;
+        unsigned workers;
+        int log_level;          /* LOG_* */
+        char **allowed_users;   /* NULL-terminated; names or numeric uids */
+        char **allowed_groups;  /* NULL-terminated; names or numeric gids */
+        char **admin_users;     /* may call SetPolicy/Reload besides root */
+        char **admin_groups;
+
+        /* [Policy] */
+        uint32_t threshold;     /* default promotion threshold, pages */
+        uint64_t min_size;      /* smallest range registered, bytes */
+        bool dense_predict;
+        uint32_t max_window;    /* largest served window, pages */
+
+        /* [Pool]: reserved, parsed and validated, not yet used */
+        bool pool_enabled;
+        int pool_backend;       /* enum config_pool_backend */
+        struct config_size pool_max;
+
+        /* [Budgets] */
+        unsigned max_clients;
+        unsigned max_ranges;    /* per client */
+        struct config_size huge_per_client;     /* reserved */
+        struct config_size reserved_per_client; /* reserved */
+
+        struct config_program *programs;
+        size_t n_programs;
+};
+
+enum config_pool_backend {
+        CONFIG_POOL_THP,
+        CONFIG_POOL_HUGETLB,
+        CONFIG_POOL_SHMEM,
+};
+
+/*
+ * Command-line options that override the file: each bit names a field of
+ * struct config that the command line set (config_apply_overrides copies it).
+ */
+enum {
+        CONFIG_SET_SOCKET = 1u << 0,
+        CONFIG_SET_WORKERS = 1u << 1,
+        CONFIG_SET_LOG_LEVEL = 1u << 2,
+        CONFIG_SET_ALLOWED_GROUPS = 1u << 3,
+        CONFIG_SET_THRESHOLD = 1u << 4,
+        CONFIG_SET_DENSE_PREDICT = 1u << 5,
+        CONFIG_SET_MAX_WINDOW = 1u << 6,
+        CONFIG_SET_MAX_CLIENTS = 1u << 7,
+        CONFIG_SET_MAX_RANGES = 1u << 8,
+};
+
+/* level: LOG_ERR for an error (the load fails), LOG_WARNING otherwise. */
+typedef void (*config_report_fn)(void *userdata, int level, const char *msg);
+
+/* Fill in the built-in defaults. Returns 0 or -ENOMEM. */
+int config_init(struct config *c);
+void config_done(struct config *c);
+/* Deep copy of src into *dst (dst uninitialised). 0 or -ENOMEM. */
+int config_copy(struct config *dst, const struct config *src);
+
+/*
+ * Parse `path` on top of what *c holds. Every problem is reported as
+ * "PATH:LINE: KEY: why". Returns 0, -ENOENT (no such file; nothing
+ * reported), -EINVAL (at least one error was reported; *c is then
+ * partially updated: parse into a scratch copy), or another -errno.
+ */
+int config_load(struct config *c, const char *path, config_report_fn report, void *userdata);
+
+/* Copy the fields named in `mask` (CONFIG_SET_*) from src to dst. 0 or -ENOMEM. */
+int config_apply_overrides(struct config *dst, const struct config *src, unsigned mask);
+
+/* The [Program:NAME] entry for an executable name, or NULL. */
+const struct config_program *config_find_program(const struct config *c, const char *name);
+
+/* Value parsers shared with the command line; 0 or -EINVAL/-ERANGE. */
+int config_parse_size(const char *s, uint64_t *ret);
+int config_parse_bool(const char *s, bool *ret);
+/* Pages of a 2 MiB region: "64", "256K", "12.5%" -> 1..512. */
+int config_parse_pages(const char *s, uint32_t *ret);
+
+#endif

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * snapshot.c: builds a struct snapshot from the manager. Runs on the main
+ * thread (it reads clients and region tables); the cost is one pass over
+ * every client's regions and ranges, a few times a second at most
+ * (heartbeat.c decides when).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manager.h"
+#include "snapshot.h"
+
+static int by_pid(const void *a, const void *b)
+{
+        const struct snapshot_client *x = a, *y = b;
+        return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+struct snapshot *snapshot_take(struct manager *m)
+{
+        struct snapshot *s = calloc(1, sizeof(*s));
+        if (!s)
+                return NULL;
+        s->refs = 1;
+        s->taken_ns = now_ns();
+        s->v = m->nclients ? calloc(m->nclients, sizeof(*s->v)) : NULL;
+        if (m->nclients && !s->v)
+                return snapshot_unref(s);
+
+        for (struct client *c = m->clients; c; c = c->next) {
+                if (c->state != CLIENT_READY || s->n >= m->nclients)
+                        continue;
+                struct snapshot_client *e = &s->v[s->n];
+                e->pid = c->pid;
+                e->uid = c->uid;
+                memcpy(e->comm, c->comm, sizeof(e->comm));
+                memcpy(e->exe, c->exe, sizeof(e->exe));
+                client_stats(c, &e->s);
+                e->max_window = c->max_window;
+                e->dense_predict = c->dense_predict;
+                e->policy_explicit = c->policy_explicit;
+                if (c->ranges.n) {
+                        e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
+                        if (!e->ranges)
+                                return snapshot_unref(s);
+                        for (size_t i = 0; i < c->ranges.n; i++)
+                                e->ranges[i] = (struct snapshot_range){ .start = c->ranges.v[i].start,
+                                                                        .end = c->ranges.v[i].end,
+                                                                        .threshold = c->ranges.v[i].threshold };
+                        e->n_ranges = c->ranges.n;
+                }
+                s->n++;
+                s->total.regions_reserved += e->s.regions_reserved;
+                s->total.pages_reserved_unused += e->s.pages_reserved_unused;
+                s->total.regions_huge += e->s.regions_huge;
+                s->total.ranges += e->s.ranges;
+        }
+        qsort(s->v, s->n, sizeof(*s->v), by_pid);
+
+        s->clients = s->n;
+        s->total.faults_served = m->c.faults_served;
+        s->total.pages_populated = m->c.pages_populated;
+        s->total.promotions = m->c.promotions;
+        s->total.promotions_failed = m->c.promotions_failed;
+        s->total.reservations_released = m->c.reservations_released;
+        s->total.fault_latency_p50_ns = histogram_quantile(&m->c.fault_latency_ns, 0.50);
+        s->total.fault_latency_p99_ns = histogram_quantile(&m->c.fault_latency_ns, 0.99);
+        s->total.promotion_latency_p50_ns = histogram_quantile(&m->c.promotion_latency_ns, 0.50);
+        s->total.promotion_latency_p99_ns = histogram_quantile(&m->c.promotion_latency_ns, 0.99);
+        s->total.threshold = m->cfg.threshold;
+        s->threshold = m->cfg.threshold;
+        s->max_window = m->cfg.max_window;
+        s->dense_predict = m->cfg.dense_predict;
+        snprintf(s->config_file, sizeof(s->config_file), "%s", m->config_loaded ? m->config_path : "");
+        return s;
+}
+
+struct snapshot *snapshot_ref(struct snapshot *s)
+{
+        if (s)
+                __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+        return s;
+}
+
+struct snapshot *snapshot_unref(struct snapshot *s)
+{
+        if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0)
+                return NULL;
+        for (size_t i = 0; i < s->n; i++)
+                free(s->v[i].ranges);
+        free(s->v);
+        free(s);
+        return NULL;
+}
+
+const struct snapshot_client *snapshot_find(const struct snapshot *s, pid_t pid)
+{
+        struct snapshot_client key = { .pid = pid };
+        if (!s || !s->n)
+                return NULL;
+        return bsearch(&key, s->v, s->n, sizeof(*s->v), by_pid);
+}
