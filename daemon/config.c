@@ -220,6 +220,11 @@ static int parse_size_or_percent(const struct config_item *it, const char *v, vo
         double pct;
         uint64_t n;
 
+        if (!v[0]) {    /* empty: no limit */
+                *s = (struct config_size){ 0 };
+                return 0;
+        }
+
         if (parse_percent(v, &pct) == 0) {
                 if (pct < 1 || pct > 100 || pct != floor(pct))
                         return why_set(why, "%s is not a whole percentage in 1%%..100%% of memory", v);

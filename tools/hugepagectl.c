@@ -1,0 +1,661 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hugepagectl: look at and steer a running hugepaged over D-Bus
+ * (org.hugepaged1, see org.hugepaged1(5)). Tables for people by default;
+ * --json for scripts, with the counter names of DESIGN.md as keys.
+ *
+ * Owns: the command line, talking to the bus, formatting. Must never guess:
+ * every number shown comes from the daemon, and an absent daemon or a
+ * refused request is reported as such with a non-zero exit status.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-bus.h>
+
+#define BUS_NAME "org.hugepaged1"
+#define BUS_PATH "/org/hugepaged1"
+#define MANAGER_IFACE "org.hugepaged1.Manager"
+#define CLIENT_IFACE "org.hugepaged1.Client"
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static enum { BUS_SYSTEM, BUS_USER, BUS_ADDRESS } arg_bus = BUS_SYSTEM;
+static const char *arg_address;
+static bool arg_json;
+
+static const char *bus_name(void)
+{
+        return arg_bus == BUS_SYSTEM ? "the system bus" : arg_bus == BUS_USER ? "the user bus" : arg_address;
+}
+
+static void bus_unrefp(sd_bus **b) { sd_bus_flush_close_unref(*b); }
+static void msg_unrefp(sd_bus_message **m) { sd_bus_message_unref(*m); }
+static void freep(void *p) { free(*(void **)p); }
+
+/* ---- properties --------------------------------------------------------------- */
+
+struct prop {
+        char name[64];
+        char type;              /* 't', 'u', 'b', 's', or 'a' for Ranges */
+        uint64_t u;
+        char s[256];
+};
+
+struct range {
+        uint64_t start, end;
+        uint32_t threshold;
+};
+
+struct props {
+        struct prop v[64];
+        size_t n;
+        struct range *ranges;
+        size_t n_ranges;
+};
+
+static void props_done(struct props *p)
+{
+        free(p->ranges);
+}
+
+static const struct prop *prop_get(const struct props *p, const char *name)
+{
+        for (size_t i = 0; i < p->n; i++)
+                if (strcmp(p->v[i].name, name) == 0)
+                        return &p->v[i];
+        return NULL;
+}
+
+static uint64_t prop_u(const struct props *p, const char *name)
+{
+        const struct prop *x = prop_get(p, name);
+        return x ? x->u : 0;
+}
+
+static const char *prop_s(const struct props *p, const char *name)
+{
+        const struct prop *x = prop_get(p, name);
+        return x ? x->s : "";
+}
+
+static int report_call_error(const sd_bus_error *e, int r, const char *what)
+{
+        if (sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                fprintf(stderr, "hugepagectl: hugepaged is not running on %s (nobody owns %s)\n", bus_name(),
+                        BUS_NAME);
+        else if (sd_bus_error_has_name(e, "org.hugepaged1.Error.NoSuchClient") ||
+                 sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT))
+                fprintf(stderr, "hugepagectl: %s\n", e->message ? e->message : "no such client");
+        else if (sd_bus_error_is_set(e))
+                fprintf(stderr, "hugepagectl: %s: %s (%s)\n", what, e->message ? e->message : "failed", e->name);
+        else
+                fprintf(stderr, "hugepagectl: %s: %s\n", what, strerror(-r));
+        return r < 0 ? r : -EIO;
+}
+
+static int get_all(sd_bus *bus, const char *path, const char *iface, struct props *ret)
+{
+        _cleanup_(msg_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        memset(ret, 0, sizeof(*ret));
+        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", &error, &reply,
+                               "s", iface);
+        if (r < 0) {
+                r = report_call_error(&error, r, "reading properties");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *name, *contents;
+                struct prop *p = ret->n < ARRAY_SIZE(ret->v) ? &ret->v[ret->n] : NULL;
+                char type;
+
+                if ((r = sd_bus_message_read(reply, "s", &name)) < 0 ||
+                    (r = sd_bus_message_peek_type(reply, &type, &contents)) < 0)
+                        break;
+                if (!p) {
+                        r = sd_bus_message_skip(reply, "v");
+                } else if (strcmp(contents, "t") == 0 || strcmp(contents, "u") == 0 || strcmp(contents, "b") == 0) {
+                        uint64_t t = 0;
+                        uint32_t u = 0;
+                        int b = 0;
+                        r = contents[0] == 't' ? sd_bus_message_read(reply, "v", "t", &t)
+                          : contents[0] == 'u' ? sd_bus_message_read(reply, "v", "u", &u)
+                                               : sd_bus_message_read(reply, "v", "b", &b);
+                        p->u = contents[0] == 't' ? t : contents[0] == 'u' ? u : (uint64_t)b;
+                        p->type = contents[0];
+                } else if (strcmp(contents, "s") == 0) {
+                        const char *s;
+                        r = sd_bus_message_read(reply, "v", "s", &s);
+                        if (r >= 0)
+                                snprintf(p->s, sizeof(p->s), "%s", s);
+                        p->type = 's';
+                } else if (strcmp(contents, "a(ttu)") == 0) {
+                        p->type = 'a';
+                        r = sd_bus_message_enter_container(reply, 'v', "a(ttu)");
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(reply, 'a', "(ttu)");
+                        struct range x;
+                        while (r >= 0 && (r = sd_bus_message_read(reply, "(ttu)", &x.start, &x.end, &x.threshold)) > 0) {
+                                struct range *v = realloc(ret->ranges, (ret->n_ranges + 1) * sizeof(*v));
+                                if (!v) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                ret->ranges = v;
+                                v[ret->n_ranges++] = x;
+                        }
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                        p->u = ret->n_ranges;
+                } else {
+                        r = sd_bus_message_skip(reply, "v");
+                        p = NULL;
+                }
+                if (r < 0)
+                        break;
+                if (p) {
+                        snprintf(p->name, sizeof(p->name), "%s", name);
+                        ret->n++;
+                }
+                r = sd_bus_message_exit_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r < 0) {
+                fprintf(stderr, "hugepagectl: malformed reply from hugepaged: %s\n", strerror(-r));
+                props_done(ret);
+                return r;
+        }
+        return 0;
+}
+
+/* ---- formatting ----------------------------------------------------------------- */
+
+/* "FaultLatencyP50Ns" -> "fault_latency_p50_ns": the names of DESIGN.md. */
+static void snake(const char *camel, char *buf, size_t len)
+{
+        size_t k = 0;
+        for (const char *p = camel; *p && k + 2 < len; p++) {
+                if (*p >= 'A' && *p <= 'Z') {
+                        if (p != camel)
+                                buf[k++] = '_';
+                        buf[k++] = (char)(*p - 'A' + 'a');
+                } else
+                        buf[k++] = *p;
+        }
+        buf[k] = '\0';
+}
+
+static const char *fmt_bytes(uint64_t v, char *buf, size_t len)
+{
+        static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+        double d = (double)v;
+        unsigned i = 0;
+        while (d >= 1024 && i + 1 < ARRAY_SIZE(unit)) {
+                d /= 1024;
+                i++;
+        }
+        if (i == 0)
+                snprintf(buf, len, "%" PRIu64 " B", v);
+        else
+                snprintf(buf, len, "%.1f %s", d, unit[i]);
+        return buf;
+}
+
+static const char *fmt_ns(uint64_t ns, char *buf, size_t len)
+{
+        if (ns == 0)
+                snprintf(buf, len, "-");
+        else if (ns < 10000)
+                snprintf(buf, len, "%" PRIu64 " ns", ns);
+        else if (ns < 10000000)
+                snprintf(buf, len, "%.1f us", (double)ns / 1e3);
+        else
+                snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
+        return buf;
+}
+
+static void json_string(const char *s)
+{
+        putchar('"');
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+                if (c == '"' || c == '\\')
+                        printf("\\%c", c);
+                else if (c < 0x20)
+                        printf("\\u%04x", c);
+                else
+                        putchar(c);
+        }
+        putchar('"');
+}
+
+/* One JSON object of every property (ranges as a list), keys in snake_case. */
+static void json_props(const struct props *p, const char *indent)
+{
+        char key[96];
+        printf("{");
+        for (size_t i = 0; i < p->n; i++) {
+                snake(p->v[i].name, key, sizeof(key));
+                printf("%s\n%s  \"%s\": ", i ? "," : "", indent, key);
+                switch (p->v[i].type) {
+                case 's':
+                        json_string(p->v[i].s);
+                        break;
+                case 'b':
+                        printf("%s", p->v[i].u ? "true" : "false");
+                        break;
+                case 'a':
+                        printf("[");
+                        for (size_t j = 0; j < p->n_ranges; j++)
+                                printf("%s{\"start\": %" PRIu64 ", \"end\": %" PRIu64 ", \"threshold\": %" PRIu32 "}",
+                                       j ? ", " : "", p->ranges[j].start, p->ranges[j].end, p->ranges[j].threshold);
+                        printf("]");
+                        break;
+                default:
+                        printf("%" PRIu64, p->v[i].u);
+                }
+        }
+        printf("\n%s}", indent);
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+/* The counters of DESIGN.md, in its order. */
+static const char *const design_counters[] = {
+        "FaultsServed", "FaultLatencyP50Ns", "FaultLatencyP99Ns", "PagesPopulated", "RegionsReserved",
+        "PagesReservedUnused", "Promotions", "PromotionsFailed", "PromotionLatencyP50Ns",
+        "PromotionLatencyP99Ns", "RegionsHuge", "ReservationsReleased", "PoolChunks", "PoolBytes",
+        "PressureLevel", "Clients", "Ranges",
+};
+
+static int cmd_stats(sd_bus *bus)
+{
+        struct props p;
+        char key[96];
+        int r = get_all(bus, BUS_PATH, MANAGER_IFACE, &p);
+        if (r < 0)
+                return r;
+        if (arg_json)
+                printf("{");
+        for (size_t i = 0; i < ARRAY_SIZE(design_counters); i++) {
+                snake(design_counters[i], key, sizeof(key));
+                if (arg_json)
+                        printf("%s\n  \"%s\": %" PRIu64, i ? "," : "", key, prop_u(&p, design_counters[i]));
+                else
+                        printf("%-26s %" PRIu64 "\n", key, prop_u(&p, design_counters[i]));
+        }
+        if (arg_json)
+                printf("\n}\n");
+        props_done(&p);
+        return 0;
+}
+
+struct client_row {
+        uint32_t pid, uid;
+        char command[32];
+        char path[128];
+};
+
+static int list_clients(sd_bus *bus, struct client_row **ret, size_t *n)
+{
+        _cleanup_(msg_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        struct client_row *v = NULL;
+        const char *comm, *path;
+        uint32_t pid, uid;
+        int r;
+
+        *n = 0;
+        r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, MANAGER_IFACE, "ListClients", &error, &reply, NULL);
+        if (r < 0) {
+                r = report_call_error(&error, r, "listing clients");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(uuso)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(uuso)", &pid, &uid, &comm, &path)) > 0) {
+                struct client_row *nv = realloc(v, (*n + 1) * sizeof(*v));
+                if (!nv) {
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                v[*n] = (struct client_row){ .pid = pid, .uid = uid };
+                snprintf(v[*n].command, sizeof(v[*n].command), "%s", comm);
+                snprintf(v[*n].path, sizeof(v[*n].path), "%s", path);
+                (*n)++;
+        }
+        if (r < 0) {
+                free(v);
+                fprintf(stderr, "hugepagectl: malformed reply from hugepaged: %s\n", strerror(-r));
+                return r;
+        }
+        *ret = v;
+        return 0;
+}
+
+static void client_path(uint32_t pid, char *buf, size_t len)
+{
+        snprintf(buf, len, BUS_PATH "/client/%" PRIu32, pid);
+}
+
+static int cmd_clients(sd_bus *bus, unsigned max_rows)
+{
+        _cleanup_(freep) struct client_row *v = NULL;
+        size_t n;
+        int r = list_clients(bus, &v, &n);
+        if (r < 0)
+                return r;
+
+        if (arg_json)
+                printf("[");
+        else if (n)
+                printf("%7s %6s %-16s %6s %12s %6s %8s %9s %10s\n", "PID", "UID", "COMMAND", "RANGES", "FAULTS",
+                       "HUGE", "RESERVED", "THRESHOLD", "FAULT P50");
+        size_t shown = 0;
+        for (size_t i = 0; i < n; i++) {
+                struct props p;
+                char t[32];
+                /* A client may leave between the list and this read: skip it quietly. */
+                if (get_all(bus, v[i].path, CLIENT_IFACE, &p) < 0)
+                        continue;
+                if (arg_json) {
+                        printf("%s\n  ", shown ? "," : "");
+                        json_props(&p, "  ");
+                } else if (!max_rows || shown < max_rows)
+                        printf("%7" PRIu64 " %6" PRIu64 " %-16.16s %6zu %12" PRIu64 " %6" PRIu64 " %8" PRIu64
+                               " %9" PRIu64 " %10s\n",
+                               prop_u(&p, "Pid"), prop_u(&p, "Uid"), prop_s(&p, "Command"), p.n_ranges,
+                               prop_u(&p, "FaultsServed"), prop_u(&p, "RegionsHuge"), prop_u(&p, "RegionsReserved"),
+                               prop_u(&p, "Threshold"), fmt_ns(prop_u(&p, "FaultLatencyP50Ns"), t, sizeof(t)));
+                shown++;
+                props_done(&p);
+        }
+        if (arg_json)
+                printf("%s]\n", shown ? "\n" : "");
+        else if (max_rows && shown > max_rows)
+                printf("... and %zu more (hugepagectl clients)\n", shown - max_rows);
+        else if (!shown && !max_rows)
+                printf("No clients.\n");
+        return 0;
+}
+
+static int cmd_status(sd_bus *bus)
+{
+        struct props p;
+        char a[32], b[32], c[32];
+        int r = get_all(bus, BUS_PATH, MANAGER_IFACE, &p);
+        if (r < 0)
+                return r;
+        if (arg_json) {
+                json_props(&p, "");
+                printf("\n");
+                props_done(&p);
+                return 0;
+        }
+        uint64_t clients = prop_u(&p, "Clients");
+        printf("hugepaged %s on %s: %" PRIu64 " client%s, %" PRIu64 " range%s\n", prop_s(&p, "Version"), bus_name(),
+               clients, clients == 1 ? "" : "s", prop_u(&p, "Ranges"), prop_u(&p, "Ranges") == 1 ? "" : "s");
+        printf("      Config: %s\n", prop_s(&p, "ConfigFile")[0] ? prop_s(&p, "ConfigFile") : "built-in defaults");
+        printf("      Policy: threshold %" PRIu64 " pages, fault window %" PRIu64 " pages, dense prediction %s\n",
+               prop_u(&p, "DefaultThreshold"), prop_u(&p, "FaultWindow"), prop_u(&p, "DensePrediction") ? "on" : "off");
+        printf("      Faults: %" PRIu64 " served (p50 %s, p99 %s), %" PRIu64 " pages populated (%s)\n",
+               prop_u(&p, "FaultsServed"), fmt_ns(prop_u(&p, "FaultLatencyP50Ns"), a, sizeof(a)),
+               fmt_ns(prop_u(&p, "FaultLatencyP99Ns"), b, sizeof(b)), prop_u(&p, "PagesPopulated"),
+               fmt_bytes(prop_u(&p, "PagesPopulated") * 4096, c, sizeof(c)));
+        printf("     Regions: %" PRIu64 " huge, %" PRIu64 " reserved with %" PRIu64 " pages unused (%s)\n",
+               prop_u(&p, "RegionsHuge"), prop_u(&p, "RegionsReserved"), prop_u(&p, "PagesReservedUnused"),
+               fmt_bytes(prop_u(&p, "PagesReservedUnused") * 4096, a, sizeof(a)));
+        printf("  Promotions: %" PRIu64 " (%" PRIu64 " failed; p50 %s, p99 %s)\n", prop_u(&p, "Promotions"),
+               prop_u(&p, "PromotionsFailed"), fmt_ns(prop_u(&p, "PromotionLatencyP50Ns"), b, sizeof(b)),
+               fmt_ns(prop_u(&p, "PromotionLatencyP99Ns"), c, sizeof(c)));
+        printf("    Released: %" PRIu64 " reservations\n", prop_u(&p, "ReservationsReleased"));
+        printf("        Pool: %" PRIu64 " chunks, %s; pressure level %" PRIu64 "\n", prop_u(&p, "PoolChunks"),
+               fmt_bytes(prop_u(&p, "PoolBytes"), a, sizeof(a)), prop_u(&p, "PressureLevel"));
+        props_done(&p);
+        if (clients) {
+                printf("\n");
+                return cmd_clients(bus, 10);
+        }
+        return 0;
+}
+
+static int parse_pid(const char *s, uint32_t *ret)
+{
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v == 0 || v > 0x7fffffff) {
+                fprintf(stderr, "hugepagectl: '%s' is not a process id\n", s);
+                return -EINVAL;
+        }
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+static int cmd_client(sd_bus *bus, const char *pidarg, bool ranges_only)
+{
+        struct props p;
+        char path[128], a[32], b[32];
+        uint32_t pid;
+        int r = parse_pid(pidarg, &pid);
+        if (r < 0)
+                return r;
+        client_path(pid, path, sizeof(path));
+        r = get_all(bus, path, CLIENT_IFACE, &p);
+        if (r < 0)
+                return r;
+        if (ranges_only) {
+                if (arg_json) {
+                        printf("[");
+                        for (size_t i = 0; i < p.n_ranges; i++)
+                                printf("%s\n  {\"start\": %" PRIu64 ", \"end\": %" PRIu64 ", \"length\": %" PRIu64
+                                       ", \"threshold\": %" PRIu32 "}",
+                                       i ? "," : "", p.ranges[i].start, p.ranges[i].end,
+                                       p.ranges[i].end - p.ranges[i].start, p.ranges[i].threshold);
+                        printf("%s]\n", p.n_ranges ? "\n" : "");
+                } else {
+                        printf("%-18s %-18s %10s %9s\n", "START", "END", "SIZE", "THRESHOLD");
+                        for (size_t i = 0; i < p.n_ranges; i++) {
+                                char t[16];
+                                snprintf(t, sizeof(t), "%" PRIu32, p.ranges[i].threshold);
+                                printf("%#-18" PRIx64 " %#-18" PRIx64 " %10s %9s\n", p.ranges[i].start,
+                                       p.ranges[i].end, fmt_bytes(p.ranges[i].end - p.ranges[i].start, a, sizeof(a)),
+                                       p.ranges[i].threshold ? t : "default");
+                        }
+                }
+        } else if (arg_json) {
+                json_props(&p, "");
+                printf("\n");
+        } else {
+                char key[96];
+                printf("%" PRIu64 " %s (%s), uid %" PRIu64 "\n", prop_u(&p, "Pid"), prop_s(&p, "Command"),
+                       prop_s(&p, "Executable"), prop_u(&p, "Uid"));
+                printf("  policy: threshold %" PRIu64 " pages, fault window %" PRIu64 " pages, dense prediction %s%s\n",
+                       prop_u(&p, "Threshold"), prop_u(&p, "FaultWindow"), prop_u(&p, "DensePrediction") ? "on" : "off",
+                       prop_u(&p, "PolicyExplicit") ? " (set explicitly)" : "");
+                printf("  ranges: %zu\n", p.n_ranges);
+                for (size_t i = 0; i < ARRAY_SIZE(design_counters); i++) {
+                        const struct prop *x = prop_get(&p, design_counters[i]);
+                        if (!x || x->type != 't')
+                                continue;
+                        snake(x->name, key, sizeof(key));
+                        if (strstr(key, "_ns"))
+                                printf("  %-24s %s\n", key, fmt_ns(x->u, b, sizeof(b)));
+                        else
+                                printf("  %-24s %" PRIu64 "\n", key, x->u);
+                }
+        }
+        props_done(&p);
+        return 0;
+}
+
+static int call_simple(sd_bus *bus, const char *what, const char *method, sd_bus_message *m)
+{
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = sd_bus_call(bus, m, 0, &error, NULL);
+        if (r < 0) {
+                if (sd_bus_error_has_names(&error, "org.hugepaged1.Error.AccessDenied",
+                                           SD_BUS_ERROR_ACCESS_DENIED, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
+                        fprintf(stderr, "hugepagectl: %s refused: %s\n", what, error.message ? error.message : "");
+                else
+                        r = report_call_error(&error, r, what);
+                sd_bus_error_free(&error);
+                return r < 0 ? r : -EIO;
+        }
+        return 0;
+}
+
+static int cmd_reload(sd_bus *bus)
+{
+        _cleanup_(msg_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, BUS_PATH, MANAGER_IFACE, "Reload");
+        if (r < 0)
+                return r;
+        return call_simple(bus, "reload", "Reload", m);
+}
+
+static int cmd_set_threshold(sd_bus *bus, const char *pidarg, const char *narg)
+{
+        _cleanup_(msg_unrefp) sd_bus_message *m = NULL;
+        uint32_t pid;
+        char *end;
+        int r = parse_pid(pidarg, &pid);
+        if (r < 0)
+                return r;
+        unsigned long n = strtoul(narg, &end, 10);
+        if (end == narg || *end || narg[0] == '-' || n < 1 || n > 512) {
+                fprintf(stderr, "hugepagectl: threshold '%s' is not a number of pages in 1..512\n", narg);
+                return -EINVAL;
+        }
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, BUS_PATH, MANAGER_IFACE, "SetPolicy");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ua{sv}", pid, 1, "Threshold", "u", (uint32_t)n);
+        if (r < 0)
+                return r;
+        return call_simple(bus, "set-threshold", "SetPolicy", m);
+}
+
+/* ---- main ----------------------------------------------------------------------- */
+
+static void help(void)
+{
+        printf("Usage: hugepagectl [OPTIONS] COMMAND\n"
+               "Show and steer a running hugepaged over D-Bus.\n\n"
+               "Commands:\n"
+               "  status                 counters, policy and the busiest clients\n"
+               "  clients                one line per connected client\n"
+               "  client PID             everything about one client\n"
+               "  ranges PID             the address ranges a client registered\n"
+               "  stats                  the global counters\n"
+               "  reload                 reload hugepaged.conf (root)\n"
+               "  set-threshold PID N    promotion threshold of a client, pages 1..512 (root)\n\n"
+               "Options:\n"
+               "      --json             machine-readable output (counter names as in hugepaged(8))\n"
+               "      --system           talk to hugepaged on the system bus (default)\n"
+               "      --user             talk to hugepaged on the user's session bus\n"
+               "      --address ADDRESS  talk to hugepaged on the bus at ADDRESS\n"
+               "  -h, --help             show this help\n"
+               "      --version          show the version\n");
+}
+
+int main(int argc, char **argv)
+{
+        enum { ARG_JSON = 0x100, ARG_SYSTEM, ARG_USER, ARG_ADDRESS, ARG_VERSION };
+        static const struct option opts[] = {
+                { "json", no_argument, NULL, ARG_JSON },
+                { "system", no_argument, NULL, ARG_SYSTEM },
+                { "user", no_argument, NULL, ARG_USER },
+                { "address", required_argument, NULL, ARG_ADDRESS },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {}
+        };
+        _cleanup_(bus_unrefp) sd_bus *bus = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case ARG_JSON: arg_json = true; break;
+                case ARG_SYSTEM: arg_bus = BUS_SYSTEM; break;
+                case ARG_USER: arg_bus = BUS_USER; break;
+                case ARG_ADDRESS: arg_bus = BUS_ADDRESS; arg_address = optarg; break;
+                case 'h': help(); return 0;
+                case ARG_VERSION: printf("hugepagectl %s\n", HP_VERSION_STRING); return 0;
+                default:
+                        fprintf(stderr, "Try 'hugepagectl --help'.\n");
+                        return 2;
+                }
+        }
+        const char *verb = optind < argc ? argv[optind] : "status";
+        int nargs = optind < argc ? argc - optind - 1 : 0;
+        char **args = argv + optind + 1;
+        static const struct { const char *verb; int nargs; } verbs[] = {
+                { "status", 0 }, { "clients", 0 }, { "client", 1 }, { "ranges", 1 }, { "stats", 0 },
+                { "reload", 0 }, { "set-threshold", 2 },
+        };
+        bool known = false;
+        for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+                if (strcmp(verb, verbs[i].verb) == 0) {
+                        known = true;
+                        if (nargs != verbs[i].nargs) {
+                                fprintf(stderr, "hugepagectl: %s takes %d argument%s, got %d\n", verb, verbs[i].nargs,
+                                        verbs[i].nargs == 1 ? "" : "s", nargs);
+                                return 2;
+                        }
+                }
+        if (!known) {
+                fprintf(stderr, "hugepagectl: unknown command '%s' (see hugepagectl --help)\n", verb);
+                return 2;
+        }
+
+        switch (arg_bus) {
+        case BUS_SYSTEM:
+                r = sd_bus_open_system(&bus);
+                break;
+        case BUS_USER:
+                r = sd_bus_open_user(&bus);
+                break;
+        default:
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, arg_address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, 1);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        }
+        if (r < 0) {
+                fprintf(stderr, "hugepagectl: cannot connect to %s: %s\n", bus_name(), strerror(-r));
+                return 1;
+        }
+
+        if (strcmp(verb, "status") == 0)
+                r = cmd_status(bus);
+        else if (strcmp(verb, "clients") == 0)
+                r = cmd_clients(bus, 0);
+        else if (strcmp(verb, "client") == 0)
+                r = cmd_client(bus, args[0], false);
+        else if (strcmp(verb, "ranges") == 0)
+                r = cmd_client(bus, args[0], true);
+        else if (strcmp(verb, "stats") == 0)
+                r = cmd_stats(bus);
+        else if (strcmp(verb, "reload") == 0)
+                r = cmd_reload(bus);
+        else
+                r = cmd_set_threshold(bus, args[0], args[1]);
+        return r < 0 ? 1 : 0;
+}
