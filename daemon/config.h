@@ -14,7 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* meson sets it from sysconfdir: /etc/hugepaged/hugepaged.conf with prefix /usr */
+#ifndef HUGEPAGED_DEFAULT_CONFIG
 #define HUGEPAGED_DEFAULT_CONFIG "/etc/hugepaged/hugepaged.conf"
+#endif
 
 /* [Program:NAME]: policy for clients whose executable is NAME. 0/-1 = not set. */
 struct config_program {

@@ -18,6 +18,31 @@ static int by_pid(const void *a, const void *b)
         return (x->pid > y->pid) - (x->pid < y->pid);
 }
 
+static int by_pid_id(const void *a, const void *b)
+{
+        const struct snapshot_client *x = a, *y = b;
+        int r = by_pid(a, b);
+        return r ? r : (x->id > y->id) - (x->id < y->id);
+}
+
+/*
+ * One entry per pid: hugepaged-run's probe connection and the shim in the
+ * program it execs share a pid for a moment; the newest connection is the
+ * one that lives on.
+ */
+static void dedup(struct snapshot *s)
+{
+        size_t k = 0;
+        for (size_t i = 0; i < s->n; i++) {
+                if (i + 1 < s->n && s->v[i + 1].pid == s->v[i].pid) {
+                        free(s->v[i].ranges);
+                        continue;
+                }
+                s->v[k++] = s->v[i];
+        }
+        s->n = k;
+}
+
 struct snapshot *snapshot_take(struct manager *m)
 {
         struct snapshot *s = calloc(1, sizeof(*s));
@@ -33,6 +58,7 @@ struct snapshot *snapshot_take(struct manager *m)
                 if (c->state != CLIENT_READY || s->n >= m->nclients)
                         continue;
                 struct snapshot_client *e = &s->v[s->n];
+                e->id = c->id;
                 e->pid = c->pid;
                 e->uid = c->uid;
                 memcpy(e->comm, c->comm, sizeof(e->comm));
@@ -57,7 +83,8 @@ struct snapshot *snapshot_take(struct manager *m)
                 s->total.regions_huge += e->s.regions_huge;
                 s->total.ranges += e->s.ranges;
         }
-        qsort(s->v, s->n, sizeof(*s->v), by_pid);
+        qsort(s->v, s->n, sizeof(*s->v), by_pid_id);
+        dedup(s);
 
         s->clients = s->n;
         s->total.faults_served = m->c.faults_served;

@@ -24,6 +24,7 @@ struct snapshot_range {
 };
 
 struct snapshot_client {
+        uint64_t id;            /* the daemon's client id: newest wins for a pid */
         pid_t pid;
         uid_t uid;
         char comm[16];
@@ -48,7 +49,7 @@ struct snapshot {
         char config_file[256];
         uint32_t threshold, max_window;
         bool dense_predict;
-        struct snapshot_client *v;      /* sorted by pid */
+        struct snapshot_client *v;      /* sorted by pid, one per pid */
         size_t n;
 };
 

@@ -218,9 +218,9 @@ static const char *fmt_ns(uint64_t ns, char *buf, size_t len)
 {
         if (ns == 0)
                 snprintf(buf, len, "-");
-        else if (ns < 10000)
+        else if (ns < 1000)
                 snprintf(buf, len, "%" PRIu64 " ns", ns);
-        else if (ns < 10000000)
+        else if (ns < 1000000)
                 snprintf(buf, len, "%.1f us", (double)ns / 1e3);
         else
                 snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
