@@ -199,17 +199,15 @@ static bool preload_has(const char *list, const char *path)
         return false;
 }
 
-/* Put the shim first in LD_PRELOAD, keeping what is there. 0 or -errno. */
+/* Put the shim first in LD_PRELOAD, keeping what is there. 0 or -errno;
+ * -EINVAL: the path has a separator and cannot be an LD_PRELOAD entry. */
 static int preload_add(const char *shim)
 {
         const char *old = getenv("LD_PRELOAD");
         _cleanup_free_ char *value = NULL;
 
-        if (strpbrk(shim, ": ")) {
-                fprintf(stderr, "%s: %s: a path with ':' or ' ' cannot go in LD_PRELOAD, running unmanaged\n",
-                        program_invocation_short_name, shim);
+        if (strpbrk(shim, ": "))
                 return -EINVAL;
-        }
         if (old && preload_has(old, shim))
                 return 0;
         if (old && *old) {
@@ -257,7 +255,7 @@ int main(int argc, char *argv[])
 {
         _cleanup_free_ char *shim = NULL;
         const char *path;
-        int cmd;
+        int cmd, r;
 
         cmd = parse_argv(argc, argv);
 
@@ -272,15 +270,21 @@ int main(int argc, char *argv[])
         path = hp_conn_socket_path(arg_socket);
         shim = preload_find();
         if (shim && daemon_probe(path)) {
-                if (preload_add(shim) < 0)
-                        fprintf(stderr, "%s: cannot set LD_PRELOAD, running unmanaged\n",
-                                program_invocation_short_name);
+                r = preload_add(shim);
+                if (r == -EINVAL)
+                        fprintf(stderr, "%s: %s: a path with ':' or ' ' cannot go in LD_PRELOAD, running unmanaged\n",
+                                program_invocation_short_name, shim);
+                else if (r < 0)
+                        fprintf(stderr, "%s: cannot set LD_PRELOAD: %s, running unmanaged\n",
+                                program_invocation_short_name, strerror(-r));
                 else if (arg_debug)
                         fprintf(stderr, "%s: daemon at %s, preloading %s\n",
                                 program_invocation_short_name, path, shim);
         }
 
         execvp(argv[cmd], argv + cmd);
-        fprintf(stderr, "%s: %s: %m\n", program_invocation_short_name, argv[cmd]);
-        return errno == ENOENT ? 127 : 126;
+        r = errno;
+        fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, argv[cmd], strerror(r));
+        /* like the shells: 127 command not found, 126 found but not runnable */
+        return r == ENOENT ? 127 : 126;
 }
