@@ -276,8 +276,12 @@ class Daemon:
         self.ctx = ctx
         self.socket = os.path.join(ctx.tmp, f"{name}.sock")
         self.log_path = os.path.join(ctx.tmp, f"{name}.log")
-        self.argv = [ctx.paths.daemon, "--socket", self.socket, "--foreground",
-                     "--log-level", "debug", "--bus", "none", *args]
+        # an empty configuration: the host's /etc/hugepaged must not matter
+        self.config = os.path.join(ctx.tmp, f"{name}.conf")
+        with open(self.config, "w"):
+            pass
+        self.argv = [ctx.paths.daemon, "--socket", self.socket, "--config", self.config,
+                     "--foreground", "--log-level", "debug", "--bus", "none", *args]
         self.proc = None
         self.exit_status = None
 
