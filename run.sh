@@ -48,7 +48,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$daemon" --socket "$sock" --foreground --log-level info --bus none 2>"$daemon_log" &
+: >"$tmp/hugepaged.conf"   # built-in defaults, whatever /etc/hugepaged holds
+"$daemon" --socket "$sock" --config "$tmp/hugepaged.conf" --foreground --log-level info --bus none \
+  2>"$daemon_log" &
 daemon_pid=$!
 for _ in $(seq 100); do
   [ -S "$sock" ] && break
