@@ -124,6 +124,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                                 return;
                         }
                         if (e == -ENOENT || e == -ESRCH) {
+                                region_remove(&c->regions, r);
                                 wake(c, page_addr, HP_PAGE_SIZE);
                                 return;
                         }
@@ -151,9 +152,10 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                 if (r->state == REGION_HUGE)
                         region_fill(r);
                 /* -EEXIST (page already there), -EAGAIN (event in flight),
-                 * -ENOENT (unregistered meanwhile: the unregister woke it) */
-                if (e != -ENOENT && e != -ESRCH)
-                        wake(c, page_addr, HP_PAGE_SIZE);
+                 * -ENOENT (unregistered or unmapped meanwhile): the thread
+                 * must retry on its own. A wake too many costs a syscall; one
+                 * too few hangs the thread forever. */
+                wake(c, page_addr, HP_PAGE_SIZE);
         }
         uint64_t dt = now_ns() - t0;
         histogram_add(&c->c.fault_latency_ns, dt);
@@ -175,8 +177,10 @@ static void span_region(struct region_table *t, struct region *r, void *ud)
         uint64_t rstart = r->idx << REGION_SHIFT, rend = rstart + HP_REGION_SIZE;
         uint64_t lo = s->start > rstart ? s->start : rstart, hi = s->end < rend ? s->end : rend;
 
-        if (r->state == REGION_PROMOTING)
-                return;         /* the worker owns it until it reports back */
+        if (r->state == REGION_PROMOTING) {
+                r->flags |= REGION_F_GONE;      /* the worker's report is dropped */
+                return;
+        }
         if (lo == rstart && hi == rend) {
                 if (r->state == REGION_RESERVED && r->populated < HP_REGION_PAGES)
                         COUNT(s->c, reservations_released, 1);

@@ -164,6 +164,8 @@ int access_check_peer(struct manager *m, int sock, pid_t *pid, uid_t *uid, gid_t
 
 /* vma.c */
 int vma_check_anon(int maps_fd, pid_t pid, uint64_t start, uint64_t end, char *why, size_t whylen);
+/* 1 if the VMA containing addr lies inside [lo, hi), 0 if not, -errno (-ENOENT: unmapped). */
+int vma_within(int maps_fd, uint64_t addr, uint64_t lo, uint64_t hi);
 
 static inline uint64_t now_ns(void)
 {

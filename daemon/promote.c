@@ -2,18 +2,24 @@
 /*
  * promote.c: turns reservations into huge pages, off the fault path.
  *
- * The main thread queues a job per region; worker threads run it:
- *   1. UFFDIO_UNREGISTER the 2 MiB region (the main thread already did it
- *      for the dense path, where the faulting thread takes a native THP
- *      fault) — collapse refuses pte_none entries in uffd-armed VMAs;
- *   2. process_madvise(MADV_COLLAPSE): the kernel fills the holes and maps
- *      the region by PMD (or finds the native THP already there);
- *   3. UFFDIO_REGISTER the region again, so its VMA merges back with its
- *      neighbours (no VMA-count growth, events keep flowing, mremap of the
- *      whole mapping keeps working).
- * Results come back through a list and an eventfd; the main thread updates
- * the region records. Workers never touch client or region objects: a job
- * carries its own dup'd pidfd and uffd, so a client may disconnect meanwhile.
+ * The main thread queues a job per region; worker threads run it.
+ *  - Threshold promotion (fill): UFFDIO_COPY zeros into the region's holes,
+ *    then process_madvise(MADV_COLLAPSE). The region stays registered the
+ *    whole time: collapse refuses pte_none entries in uffd-armed VMAs, and
+ *    filling them avoids unregistering. So the client's VMA is never split
+ *    (a resizing mremap of the mapping keeps working) and nothing ever has
+ *    to be registered again: once a region is unregistered, an munmap of it
+ *    produces no event, and registering the address later could catch a
+ *    different mapping (a thread stack, say).
+ *  - Dense path (native): the main thread already unregistered the region
+ *    and woke the faulting thread, which takes a native THP fault. The job
+ *    waits until the THP is there (MADV_COLLAPSE then finds it, or builds it
+ *    from the 4 KiB pages the thread got instead). The main thread registers
+ *    the region again when the job reports back, after checking that the
+ *    mapping is still the one it unregistered.
+ * Results come back through a list and an eventfd. Workers never touch client
+ * or region objects: a job carries a reference to the client's fds and a
+ * copy of the region's populated bitmap.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,8 +48,9 @@ struct promote_job {
         struct client_fds *fds;
         bool native;
         uint64_t t_queued;
+        uint64_t bits[HP_REGION_PAGES / 64];   /* fill: pages known populated at queue time */
+        unsigned filled;        /* fill: pages copied by the worker */
         int result;             /* 0 or -errno of the collapse */
-        bool reregistered;
 };
 
 struct promote_queue {
@@ -53,6 +60,7 @@ struct promote_queue {
         struct promote_job *done;
         bool stop;
         int efd;
+        const void *zero;       /* HP_REGION_SIZE of zeros: the fill source */
         unsigned nworkers;
         pthread_t *workers;
 };
@@ -64,16 +72,58 @@ static void sleep_us(long us)
                 ;
 }
 
-static void run_job(struct promote_job *j)
+/* Copy zeros into every page of the region not known to be populated. */
+static int fill_holes(struct promote_job *j, const void *zero)
 {
         uint64_t start = j->idx << REGION_SHIFT;
-        struct uffdio_range ur = { .start = start, .len = HP_REGION_SIZE };
+        unsigned p = 0;
+
+        while (p < HP_REGION_PAGES) {
+                if (j->bits[p / 64] & (1ull << (p % 64))) {
+                        p++;
+                        continue;
+                }
+                unsigned n = 1;
+                while (p + n < HP_REGION_PAGES && !(j->bits[(p + n) / 64] & (1ull << ((p + n) % 64))))
+                        n++;
+                struct uffdio_copy cp = {
+                        .dst = start + ((uint64_t)p << PAGE_SHIFT_4K),
+                        .src = (uint64_t)(uintptr_t)zero,
+                        .len = (uint64_t)n << PAGE_SHIFT_4K,
+                };
+                if (ioctl(j->fds->uffd, UFFDIO_COPY, &cp) == 0) {
+                        j->filled += n;
+                        p += n;
+                        continue;
+                }
+                int e = -errno;
+                if (cp.copy > 0) {                      /* partial: stopped at a populated page */
+                        unsigned done = (unsigned)(cp.copy >> PAGE_SHIFT_4K);
+                        j->filled += done;
+                        p += done;
+                } else if (e == -EEXIST) {
+                        p++;                            /* the client got there first */
+                } else if (e == -EAGAIN) {
+                        sleep_us(50);                   /* an mmap change is in flight */
+                } else {
+                        return e;                       /* -ENOENT: gone; -ESRCH: exiting */
+                }
+        }
+        return 0;
+}
+
+static void run_job(struct promote_job *j, const void *zero)
+{
+        uint64_t start = j->idx << REGION_SHIFT;
         struct iovec iov = { .iov_base = (void *)(uintptr_t)start, .iov_len = HP_REGION_SIZE };
         int e = 0;
 
-        if (!j->native && ioctl(j->fds->uffd, UFFDIO_UNREGISTER, &ur) < 0) {
-                j->result = -errno;
-                return; /* still registered: nothing to undo */
+        if (!j->native) {
+                e = fill_holes(j, zero);
+                if (e < 0) {
+                        j->result = e;
+                        return;
+                }
         }
         for (int i = 0;; i++) {
                 if (hp_process_madvise(j->fds->pidfd, &iov, 1, MADV_COLLAPSE, 0) >= 0) {
@@ -96,8 +146,6 @@ static void run_job(struct promote_job *j)
                 break;
         }
         j->result = e;
-        struct uffdio_register reg = { .range = ur, .mode = UFFDIO_REGISTER_MODE_MISSING };
-        j->reregistered = ioctl(j->fds->uffd, UFFDIO_REGISTER, &reg) == 0;
 }
 
 static void *worker_main(void *arg)
@@ -116,7 +164,7 @@ static void *worker_main(void *arg)
                         q->todo_tail = &q->todo;
                 pthread_mutex_unlock(&q->lock);
 
-                run_job(j);
+                run_job(j, q->zero);
                 j->fds = client_fds_unref(j->fds);
 
                 pthread_mutex_lock(&q->lock);
@@ -141,6 +189,7 @@ int promote_queue_new(struct manager *m, unsigned nworkers, struct promote_queue
         pthread_mutex_init(&q->lock, NULL);
         pthread_cond_init(&q->cond, NULL);
         q->todo_tail = &q->todo;
+        q->zero = m->zero_page;
         q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         q->workers = calloc(nworkers, sizeof(*q->workers));
         if (q->efd < 0 || !q->workers) {
@@ -246,6 +295,7 @@ int promote_region(struct client *c, struct region *r, bool native)
         j->native = native;
         j->t_queued = now_ns();
         j->fds = client_fds_ref(c->fds);
+        memcpy(j->bits, r->bits, sizeof(j->bits));
         r->state = REGION_PROMOTING;
 
         pthread_mutex_lock(&q->lock);
@@ -269,29 +319,62 @@ static void job_finish(struct manager *m, struct promote_job *j)
                 client_syncs_check(c);
 }
 
+/*
+ * Register a natively promoted region again, if its mapping is still the
+ * one we unregistered: the same private anonymous VMA inside the range we
+ * know. An munmap of an unregistered region produces no event, so without
+ * this check a new mapping at the same address (a thread stack) could be
+ * registered behind its owner's back.
+ */
+static bool reregister_native(struct client *c, struct region *r)
+{
+        uint64_t start = r->idx << REGION_SHIFT, end = start + HP_REGION_SIZE;
+        struct range *rg = range_find(&c->ranges, start);
+        char why[160];
+
+        if (!rg || rg->end < end)
+                return false;
+        if (vma_check_anon(c->maps_fd, c->pid, start, end, why, sizeof(why)) < 0)
+                return false;
+        if (vma_within(c->maps_fd, start, rg->start, rg->end) <= 0)
+                return false;
+        struct uffdio_register reg = { .range = { .start = start, .len = HP_REGION_SIZE },
+                                       .mode = UFFDIO_REGISTER_MODE_MISSING };
+        return ioctl(c->uffd, UFFDIO_REGISTER, &reg) == 0;
+}
+
 static void job_apply(struct client *c, struct promote_job *j)
 {
         struct manager *m = c->m;
         uint64_t dt = now_ns() - j->t_queued;
         struct region *r = region_lookup(&c->regions, j->idx);
+
         if (!r || r->state != REGION_PROMOTING)
                 return;
-        if (j->result == -ENOMEM && !j->reregistered) {
-                /* Nothing mapped there any more: the client unmapped or moved
-                 * the region while it was unregistered (no event told us). */
+        if (r->flags & REGION_F_GONE || j->result == -ENOENT ||
+            (j->native && j->result == -ENOMEM && vma_within(c->maps_fd, j->idx << REGION_SHIFT, 0, ~0ull) <= 0)) {
+                /* Unmapped or replaced while the worker had it. */
                 region_remove(&c->regions, r);
                 return;
         }
+        if (j->native && !reregister_native(c, r)) {
+                /* Unmanaged from now on: no events come for it. */
+                region_remove(&c->regions, r);
+                if (j->result == 0) {
+                        c->c.promotions++;
+                        m->c.promotions++;
+                }
+                return;
+        }
+        /* Filled or natively faulted: every page is there either way. */
+        region_fill(r);
         if (j->result == 0) {
                 r->state = REGION_HUGE;
-                region_fill(r);
                 c->c.promotions++;
                 m->c.promotions++;
                 histogram_add(&c->c.promotion_latency_ns, dt);
                 histogram_add(&m->c.promotion_latency_ns, dt);
         } else {
-                /* Stay at 4 KiB: pages the kernel populated while the region
-                 * was unregistered show up as -EEXIST on copy. */
                 r->state = REGION_RESERVED;
                 r->flags |= REGION_F_NO_PROMOTE;
                 c->c.promotions_failed++;
@@ -299,8 +382,10 @@ static void job_apply(struct client *c, struct promote_job *j)
                 log_debug_errno(j->result, "client %d: collapse of %#" PRIx64 " failed: %m", c->pid,
                                 j->idx << REGION_SHIFT);
         }
-        if (!j->reregistered)
-                log_debug("client %d: region %#" PRIx64 " stays unregistered", c->pid, j->idx << REGION_SHIFT);
+        if (j->filled) {
+                c->c.pages_populated += j->filled;
+                m->c.pages_populated += j->filled;
+        }
 }
 
 void promote_drain_done(struct manager *m)

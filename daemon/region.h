@@ -28,6 +28,7 @@ enum region_state {
 enum {
         REGION_F_NO_PROMOTE = 1 << 0, /* promotion failed: stay at 4 KiB */
         REGION_F_NATIVE = 1 << 1,     /* promoted by a native THP fault (dense path) */
+        REGION_F_GONE = 1 << 2,       /* unmapped or replaced while a worker had it */
 };
 
 struct region {

@@ -108,3 +108,14 @@ int vma_check_anon(int maps_fd, pid_t pid, uint64_t start, uint64_t end, char *w
         }
         return 0;
 }
+
+int vma_within(int maps_fd, uint64_t addr, uint64_t lo, uint64_t hi)
+{
+        struct procmap_query q = { .size = sizeof(q), .query_addr = addr };
+
+        if (maps_fd < 0)
+                return -EBADF;
+        if (ioctl(maps_fd, PROCMAP_QUERY, &q) < 0)
+                return -errno;
+        return q.vma_start >= lo && q.vma_end <= hi;
+}
