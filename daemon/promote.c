@@ -358,8 +358,11 @@ static void job_apply(struct client *c, struct promote_job *j)
                 return;
         }
         if (j->native && !reregister_native(c, r)) {
-                /* Unmanaged from now on: no events come for it. */
+                /* Unmanaged from now on: no events come for it, so keep no
+                 * range there either. */
+                uint64_t start = r->idx << REGION_SHIFT;
                 region_remove(&c->regions, r);
+                range_remove_span(&c->ranges, start, start + HP_REGION_SIZE);
                 if (j->result == 0) {
                         c->c.promotions++;
                         m->c.promotions++;

@@ -7,7 +7,8 @@
  * a 2 MiB region into a transparent huge page once enough of it is in use.
  *
  * Every function returns 0 (or a non-negative value) on success and a negative
- * errno value on failure; none of them sets errno or prints anything. The
+ * errno value on failure; none of them prints anything or sets errno, except
+ * hugepaged_alloc(), which returns NULL and sets errno like mmap(2). The
  * library never keeps a copy of the userfaultfd: if the daemon goes away, the
  * memory keeps working with ordinary kernel page faults.
  *
@@ -58,7 +59,10 @@ int hugepaged_connect(const char *socket_path, struct hugepaged **ret);
 /* Close the connection; managed ranges return to ordinary kernel faults. NULL is fine. */
 void hugepaged_close(struct hugepaged *h);
 
-/* The daemon's last error text for this handle, or "" (never NULL). */
+/*
+ * The daemon's last error text for this handle, or "" (never NULL). With
+ * h == NULL: why the calling thread's last hugepaged_connect() failed.
+ */
 const char *hugepaged_error(struct hugepaged *h);
 
 /*
@@ -67,9 +71,10 @@ const char *hugepaged_error(struct hugepaged *h);
  * become huge pages, partial regions at the ends stay at 4 KiB. Call
  * madvise(MADV_HUGEPAGE) on it for the fastest dense path. threshold: pages
  * (1..512) of a 2 MiB region in use before it is promoted; 0 = the client's
- * default. Errors: -EINVAL (alignment), -EFAULT (not mapped or not private
- * anonymous), -EEXIST (overlaps a registered range), -ENOSPC (limit reached),
- * -ENOTCONN (daemon gone).
+ * default. Registering addresses that overlap an earlier registration
+ * replaces it (memory mapped there now is new memory). Errors: -EINVAL
+ * (alignment), -EFAULT (not mapped or not private anonymous), -ENOSPC (limit
+ * reached), -ENOTCONN (daemon gone).
  */
 int hugepaged_register(struct hugepaged *h, void *addr, size_t length, unsigned threshold);
 
