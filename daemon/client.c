@@ -555,6 +555,8 @@ static void on_sock(struct watch *w, int revents)
                 }
                 handle_request(c, buf, n, fd);
         }
+        if (c->state != CLIENT_DEAD)
+                watch_defer(&c->w_sock);        /* more may be queued: after the others */
 }
 
 void client_accept(struct manager *m)

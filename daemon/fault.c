@@ -300,4 +300,6 @@ void fault_uffd_ready(struct client *c)
                 if (k < MSGS_PER_READ)
                         return;
         }
+        if (c->state == CLIENT_READY)
+                watch_defer(&c->w_uffd);        /* more to read: after the others */
 }

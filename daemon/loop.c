@@ -59,7 +59,17 @@ int watch_start(struct loop *l, struct watch *w, int fd, watch_fn fn, void *data
         w->data = data;
         w->stopping = false;
         w->stopped = NULL;
+        w->deferred = false;
         return arm(w);
+}
+
+static void unlink_deferred(struct watch **head, struct watch *w)
+{
+        for (struct watch **p = head; *p; p = &(*p)->next_deferred)
+                if (*p == w) {
+                        *p = w->next_deferred;
+                        return;
+                }
 }
 
 void watch_stop(struct watch *w, watch_stopped_fn stopped)
@@ -68,6 +78,12 @@ void watch_stop(struct watch *w, watch_stopped_fn stopped)
                 return;
         w->stopping = true;
         w->stopped = stopped;
+        if (w->deferred) {
+                /* its owner may be freed once the poll ends: unlink it now */
+                unlink_deferred(&w->loop->deferred, w);
+                unlink_deferred(&w->loop->running, w);
+                w->deferred = false;
+        }
         if (!w->armed) {
                 if (w->dispatching)
                         return;         /* complete() calls `stopped` after the callback */
@@ -79,6 +95,32 @@ void watch_stop(struct watch *w, watch_stopped_fn stopped)
         if (sqe) {
                 io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)w);
                 io_uring_sqe_set_data64(sqe, UD_IGNORE);
+        }
+}
+
+void watch_defer(struct watch *w)
+{
+        if (w->deferred || w->stopping)
+                return;
+        w->deferred = true;
+        w->next_deferred = w->loop->deferred;
+        w->loop->deferred = w;
+}
+
+/* Run the deferred callbacks queued before this call (new ones wait a turn). */
+static void run_deferred(struct loop *l)
+{
+        l->running = l->deferred;
+        l->deferred = NULL;
+        while (l->running) {
+                struct watch *w = l->running;
+                l->running = w->next_deferred;
+                w->deferred = false;
+                w->dispatching = true;
+                w->fn(w, POLLIN);
+                w->dispatching = false;
+                if (w->stopping && !w->armed && w->stopped)
+                        w->stopped(w);  /* may free w */
         }
 }
 
@@ -118,7 +160,8 @@ int loop_run(struct loop *l)
 {
         while (!l->exit) {
                 struct io_uring_cqe *cqe;
-                int r = io_uring_submit_and_wait(&l->ring, 1);
+                /* With deferred work pending, only collect what is ready. */
+                int r = l->deferred ? io_uring_submit(&l->ring) : io_uring_submit_and_wait(&l->ring, 1);
                 if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
                         return log_error_errno(r, "io_uring wait: %m");
                 unsigned head, n = 0;
@@ -129,6 +172,7 @@ int loop_run(struct loop *l)
                                 complete(w, cqe);
                 }
                 io_uring_cq_advance(&l->ring, n);
+                run_deferred(l);
         }
         return l->exit_code;
 }

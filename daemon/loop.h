@@ -27,10 +27,14 @@ struct watch {
         bool armed;     /* a poll request is in the kernel */
         bool stopping;  /* watch_stop called: do not re-arm */
         bool dispatching; /* inside w->fn */
+        bool deferred;  /* on the loop's deferred list */
+        struct watch *next_deferred;
 };
 
 struct loop {
         struct io_uring ring;
+        struct watch *deferred; /* to run again without a new poll event */
+        struct watch *running;  /* deferred ones being run now */
         bool exit;
         int exit_code;
 };
@@ -44,6 +48,12 @@ int watch_start(struct loop *l, struct watch *w, int fd, watch_fn fn, void *data
  * (the fd must stay open until then); otherwise it runs before this returns.
  */
 void watch_stop(struct watch *w, watch_stopped_fn stopped);
+/*
+ * Run w->fn again soon without waiting for a new poll event. Multishot polls
+ * report edges, not levels: a callback that stops before draining its fd
+ * (fairness between clients) must defer itself or the rest waits forever.
+ */
+void watch_defer(struct watch *w);
 /* Run until loop_exit(). Returns exit code. */
 int loop_run(struct loop *l);
 void loop_exit(struct loop *l, int code);
