@@ -16,6 +16,7 @@ packages=(
   liburing-dev libsystemd-dev libinih-dev
   python3 util-linux
   sqlite3 redis-server redis-tools scdoc dbus libbpf-dev bpftool clang
+  systemd man-db  # tests/dbus: systemd-analyze verify, systemd-sysusers, man -l
 )
 
 install_missing_packages() {

@@ -11,6 +11,11 @@
  * Runs on the bus thread: reads come from the latest statistics snapshot,
  * changes (SetPolicy, Reload) go to the main thread as commands and are
  * answered when it has run them. Never touches the manager.
+ *
+ * Every method is SD_BUS_VTABLE_UNPRIVILEGED as far as sd-bus is concerned:
+ * reading is for everyone, and whether a caller may change anything is
+ * decided by control.c (root, AdminUsers=, AdminGroups=) and, on the
+ * system bus, by the policy file.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -336,9 +341,9 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
         SD_BUS_METHOD_WITH_NAMES("ListClients", NULL, , "a(uuso)", SD_BUS_PARAM(clients),
-                                 method_list_clients, 0),
+                                 method_list_clients, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetClientStats", "u", SD_BUS_PARAM(pid), "a{st}", SD_BUS_PARAM(stats),
-                                 method_get_client_stats, 0),
+                                 method_get_client_stats, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("SetPolicy", "ua{sv}", SD_BUS_PARAM(pid) SD_BUS_PARAM(policy), NULL,
                                  , method_set_policy, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", NULL, NULL, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -467,7 +472,7 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("RegionsHuge"),
         CLIENT_COUNTER("ReservationsReleased"),
         SD_BUS_METHOD_WITH_NAMES("GetStats", NULL, , "a{st}", SD_BUS_PARAM(stats),
-                                 client_method_get_stats, 0),
+                                 client_method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

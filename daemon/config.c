@@ -194,7 +194,7 @@ static int parse_pages(const struct config_item *it, const char *v, void *dst, c
 {
         int r = config_parse_pages(v, dst);
         if (r == -ERANGE)
-                return why_set(why, "'%s' is outside 1..512 pages (4K..2M, 0%%..100%% of a 2 MiB region)", v);
+                return why_set(why, "'%s' is outside 1..512 pages", v);
         if (r < 0)
                 return why_set(why, "'%s' is not a number of pages (64), a size (256K) or a share of a "
                                "2 MiB region (12.5%%)", v);

@@ -510,7 +510,8 @@ static int call_simple(sd_bus *bus, const char *what, const char *method, sd_bus
         if (r < 0) {
                 if (sd_bus_error_has_names(&error, "org.hugepaged1.Error.AccessDenied",
                                            SD_BUS_ERROR_ACCESS_DENIED, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
-                        fprintf(stderr, "hugepagectl: %s refused: %s\n", what, error.message ? error.message : "");
+                        fprintf(stderr, "hugepagectl: %s refused: %s (%s)\n", what,
+                                error.message ? error.message : "", error.name);
                 else
                         r = report_call_error(&error, r, what);
                 sd_bus_error_free(&error);

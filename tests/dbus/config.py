@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""hugepaged.conf: a broken line makes `hugepaged --config` exit non-zero
+naming file:line: key; the shipped file is valid with every key commented
+or uncommented; a reload (SIGHUP or D-Bus Reload) with a broken file keeps
+the settings in force and serving goes on; a good reload applies without
+dropping clients: those without an explicit policy take the new defaults,
+[Program:NAME] matches the executable's name."""
+
+import os
+import re
+import signal
+import sys
+
+from dbustest import (Bus, Daemon, Workload, env_path, expect, hugepagectl, log, main, require_root, run,
+                      tempdir, wait_for)
+
+CLIENT = "org.hugepaged1.Client"
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def parse_checks(d):
+    hugepaged = env_path("HUGEPAGED")
+    bad = os.path.join(d, "bad.conf")
+    write(bad, "[Policy]\n# a comment\nThreshold = 600\nDensePrediction = yes\n")
+    for extra in ([], ["--check-config"]):
+        r = run([hugepaged, "--config", bad, "--bus", "none", "--socket", os.path.join(d, "x.sock"), *extra])
+        expect(r.returncode == 2 and f"{bad}:3: Threshold: '600' is outside 1..512" in r.stderr,
+               f"hugepaged --config bad.conf {' '.join(extra)} exits 2 naming file:line: key "
+               f"({r.stderr.strip().splitlines()[0] if r.stderr.strip() else 'no message'})")
+    expect(not os.path.exists(os.path.join(d, "x.sock")), "it did not start")
+
+    r = run([hugepaged, "--config", os.path.join(d, "missing.conf"), "--check-config"])
+    expect(r.returncode == 2 and "missing.conf" in r.stderr, "a missing --config file is an error")
+
+    write(bad, "[Policy]\nThresold = 8\n[Pool]\nMaxSize = 3M\n")
+    r = run([hugepaged, "--config", bad, "--check-config"])
+    expect(r.returncode == 2 and f"{bad}:2: Thresold: unknown key" in r.stderr
+           and f"{bad}:4: MaxSize: 3M is not a multiple of 2M" in r.stderr,
+           "unknown keys are warned about, every error is named")
+
+    shipped = os.path.join(env_path("HP_SOURCE_ROOT"), "conf", "hugepaged.conf")
+    r = run([hugepaged, "--config", shipped, "--check-config"])
+    expect(r.returncode == 0 and r.stderr == "", "the shipped hugepaged.conf is valid")
+    with open(shipped) as f:
+        text = re.sub(r"(?m)^#(\[?[A-Z][A-Za-z:-]*\]?(=.*)?)$", r"\1", f.read())
+    uncommented = os.path.join(d, "uncommented.conf")
+    write(uncommented, text)
+    r = run([hugepaged, "--config", uncommented, "--check-config"])
+    expect(r.returncode == 0 and "[warning]" not in r.stderr and "[error]" not in r.stderr
+           and "Threshold=8" in text and "[Program:redis-server]" in text,
+           "with every key uncommented it is valid too (reserved keys only noticed)")
+
+
+def reload_checks(d):
+    conf = os.path.join(d, "hugepaged.conf")
+    bus = Bus(d)
+
+    exe = os.path.basename(os.path.realpath(sys.executable))
+    write(conf, f"[Policy]\nThreshold = 100\n\n[Program:{exe}]\nFaultWindow = 8\n")
+    daemon = Daemon(d, bus=bus, config=conf)
+    expect(bus.get("DefaultThreshold") == 100 and bus.get("ConfigFile") == conf, "the file's Threshold is in force")
+
+    a = Workload(daemon, d)
+    b = Workload(daemon, d)
+    pa, pb = (f"/org/hugepaged1/client/{w.pid}" for w in (a, b))
+    wait_for("both clients", lambda: len(bus.clients()) == 2)
+    expect(bus.get("Threshold", pa, CLIENT) == 100, "a new client takes Threshold=100")
+    expect(bus.get("FaultWindow", pa, CLIENT) == 8 and bus.get("Executable", pa, CLIENT) == exe,
+           f"[Program:{exe}] applies to it (FaultWindow 8)")
+    r = hugepagectl(bus, "set-threshold", str(b.pid), "20")
+    expect(r.returncode == 0, "client B gets an explicit threshold")
+
+    # broken file: refused, old settings stay, clients stay, serving goes on
+    write(conf, "[Policy]\nThreshold = oops\n")
+    r = hugepagectl(bus, "reload")
+    expect(r.returncode == 1 and f"{conf}:2: Threshold: 'oops'" in r.stderr
+           and "org.hugepaged1.Error.ConfigInvalid" in r.stderr,
+           f"D-Bus Reload of a broken file fails naming file:line: key ({r.stderr.strip()})")
+    daemon.signal(signal.SIGHUP)
+    wait_for("the SIGHUP reload's error", lambda: daemon.log().count(f"{conf}:2: Threshold:") >= 2)
+    expect(daemon.alive(), "the daemon survives a broken reload")
+    expect(bus.get("DefaultThreshold") == 100, "the old Threshold stays in force")
+    expect(len(bus.clients()) == 2, "no client was dropped")
+    before = bus.get("FaultsServed")
+    expect(a.ask("touch 1") == "touched", "client A writes its memory after the failed reload")
+    wait_for("faults served after the failed reload", lambda: bus.get("FaultsServed") > before)
+    expect(a.huge_kb() > 0, "and gets huge pages: serving continues")
+
+    # good file: applied to clients without an explicit policy
+    write(conf, f"[Policy]\nThreshold = 200\n[Program:{exe}]\nFaultWindow = 4\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for("the new DefaultThreshold", lambda: bus.get("DefaultThreshold") == 200)
+    expect(bus.get("Threshold", pa, CLIENT) == 200 and bus.get("FaultWindow", pa, CLIENT) == 4,
+           "client A (no explicit policy) takes the reloaded policy")
+    expect(bus.get("Threshold", pb, CLIENT) == 20, "client B keeps its explicit threshold")
+    expect(len(bus.clients()) == 2, "both clients are still connected")
+    write(conf, "[Policy]\nThreshold = 300\n")
+    r = hugepagectl(bus, "reload")
+    expect(r.returncode == 0 and bus.get("DefaultThreshold") == 300, "hugepagectl reload applies a good file")
+    log(daemon.log()[-1500:])
+    a.exit()
+    b.exit()
+
+
+def test():
+    d = tempdir()
+    parse_checks(d)
+    require_root()
+    reload_checks(tempdir())
+
+
+main(test)
