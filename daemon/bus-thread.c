@@ -267,6 +267,45 @@ void bus_command_free(struct bus_command *cmd)
 
 /* ---- main thread ----------------------------------------------------------- */
 
+/*
+ * A D-Bus address without its guid= keys: a bus that restarts gets a new
+ * guid, and sd-bus refuses a server whose guid differs from the address's.
+ */
+static char *address_without_guid(const char *address)
+{
+        char *out = malloc(strlen(address) + 1), *o = out;
+        if (!out)
+                return NULL;
+        /* address;address...: each is transport:key=value,key=value... */
+        for (const char *p = address; *p;) {
+                size_t n = strcspn(p, ":;");
+                memcpy(o, p, n);        /* the transport */
+                o += n;
+                p += n;
+                if (*p == ':') {
+                        *o++ = *p++;
+                        bool first = true;
+                        while (*p && *p != ';') {
+                                size_t k = strcspn(p, ",;");
+                                if (strncmp(p, "guid=", 5) != 0) {
+                                        if (!first)
+                                                *o++ = ',';
+                                        memcpy(o, p, k);
+                                        o += k;
+                                        first = false;
+                                }
+                                p += k;
+                                if (*p == ',')
+                                        p++;
+                        }
+                }
+                if (*p == ';')
+                        *o++ = *p++;
+        }
+        *o = '\0';
+        return out;
+}
+
 int bus_thread_start(enum bus_kind kind, const char *address, struct bus_thread **ret)
 {
         struct bus_thread *bt = calloc(1, sizeof(*bt));
@@ -282,7 +321,7 @@ int bus_thread_start(enum bus_kind kind, const char *address, struct bus_thread 
         bt->pending_tail = &bt->pending;
         bt->bus_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         bt->cmd_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        bt->address = address ? strdup(address) : NULL;
+        bt->address = address ? address_without_guid(address) : NULL;
         if (bt->bus_efd < 0 || bt->cmd_efd < 0 || (address && !bt->address)) {
                 r = bt->bus_efd < 0 || bt->cmd_efd < 0 ? -errno : -ENOMEM;
                 bus_thread_stop(bt);

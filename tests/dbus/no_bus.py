@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Without a reachable bus the daemon says so once, retries quietly, and
 serves faults as usual; with --bus none it does not try at all. A bus that
-appears later is used: the daemon publishes org.hugepaged1 on it."""
+appears later is used, and so is a bus that restarts: the daemon publishes
+org.hugepaged1 on it again."""
 
 import os
 import subprocess
@@ -42,6 +43,14 @@ def test():
         "status", "org.hugepaged1", check=False).returncode == 0, timeout=15)
     wait_for("the client on the bus", lambda: [c[0] for c in bus.clients()] == [w.pid])
     expect(bus.get("FaultsServed") > 0, "its counters were kept")
+
+    bus.proc.terminate()
+    bus.proc.wait()
+    bus = Bus(d)        # the same path, a new bus (and a new guid)
+    wait_for("org.hugepaged1 on the restarted bus", lambda: bus.busctl(
+        "status", "org.hugepaged1", check=False).returncode == 0, timeout=15)
+    expect([c[0] for c in bus.clients()] == [w.pid] and daemon.alive(),
+           "a restarted bus gets org.hugepaged1 back, with the client")
     w.exit()
 
     d2 = tempdir()
