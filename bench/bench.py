@@ -39,15 +39,15 @@ CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
 # cores); quick: scaled down (<= 3 min); smoke: tiny, for the test suite only
 # (its numbers mean nothing).
 PRESETS = {
-    "full": dict(repeat=3, sparse=8 * GiB, dense=4 * GiB, mixed=8 * GiB, updates=10,
+    "full": dict(run_timeout=300, repeat=3, sparse=8 * GiB, dense=4 * GiB, mixed=8 * GiB, updates=10,
                  khugepaged_stop=120, forkfit_limit=4 * GiB, forkfit_child=2 * GiB,
                  forkfit_max=64, lat_size=64 * MiB, lat_size_many=16 * MiB, lat_clients=64,
                  lat_threads=16, hugetlb=2 * GiB, scale_clients=256, scale_ranges=16, warm=10 * GiB),
-    "quick": dict(repeat=3, sparse=2 * GiB, dense=1 * GiB, mixed=2 * GiB, updates=1,
-                  khugepaged_stop=15, forkfit_limit=1 * GiB, forkfit_child=512 * MiB,
-                  forkfit_max=48, lat_size=32 * MiB, lat_size_many=8 * MiB, lat_clients=64,
-                  lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=3 * GiB),
-    "smoke": dict(repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
+    "quick": dict(run_timeout=120, repeat=3, sparse=1 * GiB, dense=512 * MiB, mixed=1 * GiB, updates=1,
+                  khugepaged_stop=10, forkfit_limit=1 * GiB, forkfit_child=512 * MiB,
+                  forkfit_max=48, lat_size=16 * MiB, lat_size_many=4 * MiB, lat_clients=64,
+                  lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=2 * GiB),
+    "smoke": dict(run_timeout=120, repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
                   khugepaged_stop=1, forkfit_limit=256 * MiB, forkfit_child=64 * MiB,
                   forkfit_max=4, lat_size=8 * MiB, lat_size_many=4 * MiB, lat_clients=4,
                   lat_threads=4, hugetlb=32 * MiB, scale_clients=8, scale_ranges=4, warm=256 * MiB),
@@ -67,6 +67,22 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def div(a, b):
+    return a / b if a is not None and b else None
+
+
+def scale(a, f):
+    return a * f if a is not None else None
+
+
+def check(cond):
+    """A target's verdict; a missing number (a failed run) is a miss."""
+    try:
+        return bool(cond())
+    except (TypeError, ZeroDivisionError):
+        return False
+
+
 def parse_kv(text):
     """key=value lines; repeated keys (child_pid) become lists."""
     d = {}
@@ -83,6 +99,40 @@ def parse_kv(text):
         else:
             d[k] = val
     return d
+
+
+class RunTimeout(RuntimeError):
+    pass
+
+
+def stacks(pid):
+    """Where the threads of pid and its children are (kernel stacks), for a
+    run that hangs."""
+    out = []
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            base = f"/proc/{p}/task/{t}"
+            try:
+                with open(base + "/comm") as f:
+                    comm = f.read().strip()
+                with open(base + "/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(base + "/stack") as f:
+                    stk = " < ".join(line.split()[1].split("+")[0] for line in f.read().splitlines()[:8])
+            except OSError:
+                continue
+            out.append(f"  {p}/{t} {comm} {state}: {stk}")
+    return "\n".join(out) + "\n"
 
 
 GONE_RE = re.compile(r"client (\d+) \(([^)]*)\) gone \(([^)]*)\): (.*)$")
@@ -277,7 +327,7 @@ class Bench:
 
     # ---- running workloads ---------------------------------------------------
 
-    def run(self, mode, cmd_args, daemon=None, cgroup=None, timeout=900, check=True):
+    def run(self, mode, cmd_args, daemon=None, cgroup=None, timeout=None, check=True):
         """One workload run in `mode`; returns its key=value output, plus the
         daemon's per-client statistics for hugepaged runs."""
         cmd = [self.workload]
@@ -295,10 +345,21 @@ class Bench:
                     f.write(str(os.getpid()))
         cpu0 = daemon.cpu_ns() if daemon else 0
         t0 = time.time()
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=timeout, preexec_fn=pre)
-        if r.returncode != 0 and check:
-            raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, preexec_fn=pre, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout or self.p["run_timeout"])
+        except subprocess.TimeoutExpired:
+            diag = stacks(proc.pid) + (stacks(daemon.pid) if daemon else "")
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            tail = "\n".join(daemon.text().splitlines()[-20:]) if daemon else ""
+            raise RunTimeout(f"{' '.join(cmd)}: did not finish in {timeout or self.p['run_timeout']} s\n"
+                             f"{diag}\n--- daemon log ---\n{tail}")
+        r = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
         d = parse_kv(r.stdout)
         d["wall_s"] = time.time() - t0
         d["exit"] = r.returncode
@@ -322,7 +383,7 @@ class Bench:
             d["daemon_cpu_ns"] = daemon.cpu_ns() - cpu0
         return d
 
-    def runs(self, case, modes, cmd_args, daemon=None, repeat=None, **kw):
+    def runs(self, case, modes, cmd_args, daemon=None, repeat=None, run_mode=None, **kw):
         """Repeat `cmd_args` in every mode, interleaved (the host's state
         drifts: each mode sees the same drift), and keep all runs."""
         res = self.results.setdefault(case, {"runs": {}, "median": {}})
@@ -330,9 +391,17 @@ class Bench:
             for mode in modes:
                 args = cmd_args(mode) if callable(cmd_args) else cmd_args
                 log(f"  {case} {mode} #{i + 1}: hp-bench {' '.join(args)}")
-                d = self.run(mode, args, daemon=daemon, **kw)
+                try:
+                    d = self.run(run_mode(mode) if run_mode else mode, args, daemon=daemon, **kw)
+                except RunTimeout as e:
+                    log(f"  {case} {mode}: {e}")
+                    res.setdefault("failures", []).append(f"{mode}: {e}")
+                    self.notes.append(f"{case} {mode} run #{i + 1} hung (killed after "
+                                      f"{self.p['run_timeout']} s); its kernel stacks are in the JSON")
+                    continue
                 res["runs"].setdefault(mode, []).append(d)
-        for mode, rs in res["runs"].items():
+        for mode in modes:
+            rs = res["runs"].get(mode, [])
             keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
             res["median"][mode] = {k: median([r.get(k) for r in rs]) for k in keys}
         return res["median"]
@@ -348,19 +417,20 @@ class Bench:
 
     def case_s1(self, d):
         m = self.runs("S1", ["never", "always", "hugepaged"], ["sparse", size_arg(self.p["sparse"])], daemon=d)
-        never, always, hp = (m[k]["rss_bytes"] for k in ("never", "always", "hugepaged"))
-        base = {"never": never / MiB, "always": always / MiB}
-        self.row("S1", "sparse RSS", base, hp / MiB, hp / never, "never", "<= 1.10x never",
-                 hp <= 1.10 * never, "MiB")
-        self.row("S1", "always RSS / hugepaged RSS", base, hp / MiB, always / hp, "always/hp",
-                 ">= 100", always / hp >= 100, "MiB")
+        never, always, hp = (m[k].get("rss_bytes") for k in ("never", "always", "hugepaged"))
+        base = {"never": scale(never, 1 / MiB), "always": scale(always, 1 / MiB)}
+        self.row("S1", "sparse RSS", base, scale(hp, 1 / MiB), div(hp, never), "never", "<= 1.10x never",
+                 check(lambda: hp <= 1.10 * never), "MiB")
+        self.row("S1", "always RSS / hugepaged RSS", base, scale(hp, 1 / MiB), div(always, hp), "always/hp",
+                 ">= 100", check(lambda: always / hp >= 100), "MiB")
 
     def case_s1r(self, d):
         m = self.runs("S1r", ["never", "always", "hugepaged"],
                       ["--per-region=0", "--random-max=32", "sparse", size_arg(self.p["sparse"])], daemon=d)
-        never, always, hp = (m[k]["rss_bytes"] for k in ("never", "always", "hugepaged"))
-        self.row("S1r", "sparse 1..32 pages RSS", {"never": never / MiB, "always": always / MiB}, hp / MiB,
-                 hp / never, "never", "<= 1.10x never", hp <= 1.10 * never, "MiB")
+        never, always, hp = (m[k].get("rss_bytes") for k in ("never", "always", "hugepaged"))
+        self.row("S1r", "sparse 1..32 pages RSS", {"never": scale(never, 1 / MiB), "always": scale(always, 1 / MiB)},
+                 scale(hp, 1 / MiB), div(hp, never), "never", "<= 1.10x never",
+                 check(lambda: hp <= 1.10 * never), "MiB")
 
     def dense_args(self, order):
         return [f"--updates={self.p['updates']}", "--wait=10", order, size_arg(self.p["dense"])]
@@ -368,42 +438,51 @@ class Bench:
     def case_dense(self, case, order, d):
         m = self.runs(case, ["never", "always", "hugepaged"], self.dense_args(order), daemon=d)
         nv, al, hp = m["never"], m["always"], m["hugepaged"]
-        base = lambda k, f=1.0: {"never": nv[k] * f, "always": al[k] * f}
+        base = lambda k, f=1.0: {"never": scale(nv.get(k), f), "always": scale(al.get(k), f)}
         limit = 1.5 if case == "S2" else 3.0
-        self.row(case, "populate", base("populate_ms"), hp["populate_ms"], hp["populate_ms"] / al["populate_ms"],
-                 "always", f"<= {limit}x always", hp["populate_ms"] <= limit * al["populate_ms"], "ms")
-        after = hp["cover_after_ms"]
+        hp_pop, al_pop = hp.get("populate_ms"), al.get("populate_ms")
+        note = ""
+        if hp.get("faults_served"):
+            note = (f"{hp['faults_served']:.0f} served faults, {hp.get('promotions', 0):.0f} promotions; "
+                    f"daemon CPU {hp.get('daemon_cpu_ns', 0) / 1e6:.0f} ms")
+        self.row(case, "populate", base("populate_ms"), hp_pop, div(hp_pop, al_pop), "always",
+                 f"<= {limit}x always", check(lambda: hp_pop <= limit * al_pop), "ms", note=note)
+        after = hp.get("cover_after_ms")
         if case == "S2":
-            self.row(case, "THP coverage", base("coverage_pct"), hp["coverage_pct"], None, "", ">= 99%",
-                     hp["coverage_pct"] >= 99, "%")
+            cov = hp.get("coverage_pct")
+            self.row(case, "THP coverage", base("coverage_pct"), cov, None, "", ">= 99%",
+                     check(lambda: cov >= 99), "%")
         else:
             self.row(case, "99% coverage after populate", base("cover_after_ms"), after, None, "",
-                     "<= 1000 ms", 0 <= after <= 1000, "ms",
-                     note="" if after >= 0 else "99% not reached")
-        self.row(case, "random updates", base("updates_per_s", 1e-6), hp["updates_per_s"] * 1e-6,
-                 hp["updates_per_s"] / al["updates_per_s"], "always", ">= 0.97x always",
-                 hp["updates_per_s"] >= 0.97 * al["updates_per_s"], "M/s")
+                     "<= 1000 ms", check(lambda: 0 <= after <= 1000), "ms",
+                     note="" if after is None or after >= 0 else "99% not reached")
+        hu, au = hp.get("updates_per_s"), al.get("updates_per_s")
+        self.row(case, "random updates", base("updates_per_s", 1e-6), scale(hu, 1e-6), div(hu, au), "always",
+                 ">= 0.97x always", check(lambda: hu >= 0.97 * au), "M/s")
         if case == "S2":
-            pages = hp["rss_bytes"] / 4096
-            per = pages / hp["faults_served"] if hp.get("faults_served") else None
+            pages = scale(hp.get("rss_bytes"), 1 / 4096)
+            per = div(pages, hp.get("faults_served"))
             self.row("S7", "sequential: pages per served fault", {}, per, None, "", ">= 16",
-                     per is not None and per >= 16, "pages",
-                     note=f"{hp.get('faults_served', 0):.0f} served faults for {pages:.0f} pages (S2)")
+                     check(lambda: per >= 16), "pages",
+                     note=f"{hp.get('faults_served') or 0:.0f} served faults for {pages or 0:.0f} pages (S2)")
 
     def case_s4(self, d):
         m = self.runs("S4", ["never", "always", "hugepaged"],
                       [f"--updates={self.p['updates']}", "--wait=10", "--dense-every=4", "mixed",
                        size_arg(self.p["mixed"])], daemon=d)
         nv, al, hp = m["never"], m["always"], m["hugepaged"]
-        ideal = hp["ideal_bytes"]
-        self.row("S4", "mixed RSS", {"never": nv["rss_bytes"] / MiB, "always": al["rss_bytes"] / MiB},
-                 hp["rss_bytes"] / MiB, hp["rss_bytes"] / ideal, "ideal",
-                 "<= 1.10x ideal", hp["rss_bytes"] <= 1.10 * ideal, "MiB",
-                 note=f"ideal = dense at 2 MiB + sparse at 4 KiB = {ideal / MiB:.0f} MiB")
+        ideal = nv.get("ideal_bytes") or hp.get("ideal_bytes")
+        rss = hp.get("rss_bytes")
+        self.row("S4", "mixed RSS", {"never": scale(nv.get("rss_bytes"), 1 / MiB),
+                                     "always": scale(al.get("rss_bytes"), 1 / MiB)},
+                 scale(rss, 1 / MiB), div(rss, ideal), "ideal", "<= 1.10x ideal",
+                 check(lambda: rss <= 1.10 * ideal), "MiB",
+                 note=f"ideal = dense at 2 MiB + sparse at 4 KiB = {(ideal or 0) / MiB:.0f} MiB; "
+                      f"hugepaged: {hp.get('promotions') or 0:.0f} promotions")
+        hu, au = hp.get("updates_per_s"), al.get("updates_per_s")
         self.row("S4", "random updates (dense part)",
-                 {"never": nv["updates_per_s"] * 1e-6, "always": al["updates_per_s"] * 1e-6},
-                 hp["updates_per_s"] * 1e-6, hp["updates_per_s"] / al["updates_per_s"], "always",
-                 ">= 0.97x always", hp["updates_per_s"] >= 0.97 * al["updates_per_s"], "M/s")
+                 {"never": scale(nv.get("updates_per_s"), 1e-6), "always": scale(au, 1e-6)},
+                 scale(hu, 1e-6), div(hu, au), "always", ">= 0.97x always", check(lambda: hu >= 0.97 * au), "M/s")
 
     def case_s5(self, d):
         stop = self.p["khugepaged_stop"]
@@ -411,26 +490,26 @@ class Bench:
                       ["--updates=0", f"--wait={stop}", "--cover=90", "dense-seq", size_arg(self.p["dense"])],
                       daemon=d, repeat=1)
         kh = m["khugepaged"]
-        if "S2" in self.results:
-            hp = self.results["S2"]["median"]["hugepaged"]
-        else:
+        hp = self.results.get("S2", {}).get("median", {}).get("hugepaged")
+        if not hp:
             hp = self.runs("S5", ["hugepaged"], ["--updates=0", "--wait=10", "dense-seq",
                                                  size_arg(self.p["dense"])], daemon=d)["hugepaged"]
-        hp_t90 = hp["t90_ms"]
-        kh_t90 = kh["t90_ms"]
+        hp_t90 = hp.get("t90_ms")
+        if hp_t90 is not None and hp_t90 < 0:
+            hp_t90 = None
+        kh_t90 = kh.get("t90_ms")
         note = ""
-        if kh_t90 < 0:
+        if kh_t90 is not None and kh_t90 < 0:
             # not reached: extrapolate from the coverage at the stop (khugepaged
             # works at a constant rate: pages_to_scan per scan_sleep_millisecs)
             cov = kh["coverage_pct"] / 100
             kh_t90 = kh["populate_ms"] + stop * 1000 * 0.90 / cov if cov > 0 else float("inf")
-            note = (f"khugepaged reached {kh['coverage_pct']:.1f}% in {stop} s; "
-                    f"90% extrapolated at that rate" + (" (no progress: infinite)" if cov <= 0 else ""))
-        ok = hp_t90 >= 0 and hp_t90 * 100 <= kh_t90
-        self.row("S5", "time to 90% huge (from first touch)", {"khugepaged": kh_t90 / 1000},
-                 hp_t90 / 1000 if hp_t90 >= 0 else None,
-                 (hp_t90 / kh_t90) if hp_t90 >= 0 and kh_t90 not in (0, float("inf")) else None,
-                 "khugepaged", "<= 0.01x khugepaged", ok, "s", note=note)
+            note = (f"khugepaged reached {kh['coverage_pct']:.1f}% in {stop} s; 90% extrapolated "
+                    f"at that rate" + (" (no progress: never)" if cov <= 0 else ""))
+        finite = kh_t90 not in (None, 0, float("inf"))
+        self.row("S5", "time to 90% huge (from first touch)", {"khugepaged": scale(kh_t90, 1e-3)},
+                 scale(hp_t90, 1e-3), div(hp_t90, kh_t90) if finite else None, "khugepaged",
+                 "<= 0.01x khugepaged", check(lambda: hp_t90 * 100 <= kh_t90), "s", note=note)
 
     def case_s6(self, d):
         limit, child = self.p["forkfit_limit"], self.p["forkfit_child"]
@@ -444,6 +523,10 @@ class Bench:
                 log(f"  S6 {mode}: forkfit {size_arg(child)} in a {size_arg(limit)} cgroup")
                 r = self.run(mode, [f"--max-children={mx}", "--child-timeout=60", "forkfit", size_arg(child)],
                              daemon=d, cgroup=cg)
+            except RunTimeout as e:
+                log(f"  S6 {mode}: {e}")
+                self.results.setdefault("S6", {"runs": {}, "median": {}}).setdefault("failures", []).append(str(e))
+                r = {"children_ok": None, "stopped_by": "hang"}
             finally:
                 cg.close()
                 self.cgroups.remove(cg)
@@ -452,10 +535,9 @@ class Bench:
             counts[mode] = (r["children_ok"], r["stopped_by"])
         al, hp = counts["always"][0], counts["hugepaged"][0]
         capped = counts["hugepaged"][1] == "max_children"
-        ratio = hp / al if al else None
+        ratio = div(hp, al)
         self.row("S6", "children fitting the cgroup", {"always": al, "never": counts["never"][0]},
-                 hp, ratio, "always", ">= 20x always",
-                 ratio is not None and ratio >= 20, "",
+                 hp, ratio, "always", ">= 20x always", check(lambda: ratio >= 20), "",
                  note=f"limit {size_arg(limit)}, child {size_arg(child)}; hugepaged stopped by "
                       f"{counts['hugepaged'][1]}" + (" (at least this many fit)" if capped else ""))
 
@@ -463,43 +545,31 @@ class Bench:
         p = self.p
         configs = [(1, 1, p["lat_size"]), (p["lat_threads"], 1, p["lat_size_many"]),
                    (1, p["lat_clients"], p["lat_size_many"])]
+        modes = ["never", "floor-block", "floor-busy", "hugepaged"]
         for threads, clients, size in configs:
             case = f"S7 {threads}t x {clients}c"
 
             def args(mode, threads=threads, clients=clients, size=size):
-                fm = {"floor-block": "floor-block", "floor-busy": "floor-busy"}.get(mode, "plain")
+                fm = mode if mode.startswith("floor") else "plain"
                 return [f"--threads={threads}", f"--clients={clients}", f"--fault-mode={fm}",
                         "latency", size_arg(size)]
 
-            m = self.runs_latency(case, args, d)
+            # the floors serve their own faults: run plainly, not under a baseline
+            m = self.runs(case, modes, args, daemon=d, run_mode=lambda mo: "plain" if mo.startswith("floor") else mo)
             fl, fb, hp, kn = m["floor-block"], m["floor-busy"], m["hugepaged"], m["never"]
-            base = {"4K kernel": kn["lat_p50_ns"] / 1000, "floor-block": fl["lat_p50_ns"] / 1000,
-                    "floor-busy": fb["lat_p50_ns"] / 1000}
-            note = f"daemon-side p50 {hp.get('fault_p50_ns', 0) / 1000:.1f} us"
-            if hp.get("bpf_fault_p50_ns"):
-                note += f"; in-kernel (BPF) p50 {hp['bpf_fault_p50_ns'] / 1000:.1f} us"
-            self.row(case, "served 4K fault p50", base, hp["lat_p50_ns"] / 1000,
-                     hp["lat_p50_ns"] / fl["lat_p50_ns"], "floor-block", "<= 1.3x floor",
-                     hp["lat_p50_ns"] <= 1.3 * fl["lat_p50_ns"], "us", note=note)
-            base99 = {"4K kernel": kn["lat_p99_ns"] / 1000, "floor-block": fl["lat_p99_ns"] / 1000,
-                      "floor-busy": fb["lat_p99_ns"] / 1000}
-            self.row(case, "served 4K fault p99", base99, hp["lat_p99_ns"] / 1000,
-                     hp["lat_p99_ns"] / fl["lat_p99_ns"], "floor-block", "<= 5x floor",
-                     hp["lat_p99_ns"] <= 5 * fl["lat_p99_ns"], "us")
-
-    def runs_latency(self, case, args, d):
-        res = self.results.setdefault(case, {"runs": {}, "median": {}})
-        for i in range(self.p["repeat"]):
-            for mode in ("never", "floor-block", "floor-busy", "hugepaged"):
-                a = args(mode)
-                log(f"  {case} {mode} #{i + 1}: hp-bench {' '.join(a)}")
-                r = self.run("never" if mode == "never" else ("hugepaged" if mode == "hugepaged" else "plain"),
-                             a, daemon=d)
-                res["runs"].setdefault(mode, []).append(r)
-        for mode, rs in res["runs"].items():
-            keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
-            res["median"][mode] = {k: median([r.get(k) for r in rs]) for k in keys}
-        return res["median"]
+            for q, limit in (("p50", 1.3), ("p99", 5)):
+                key = f"lat_{q}_ns"
+                base = {"never": scale(kn.get(key), 1e-3), "floor": scale(fl.get(key), 1e-3),
+                        "busy floor": scale(fb.get(key), 1e-3)}
+                h, f = hp.get(key), fl.get(key)
+                note = ""
+                if q == "p50" and hp:
+                    note = f"daemon-side p50 {(hp.get('fault_p50_ns') or 0) / 1000:.1f} us"
+                    if hp.get("bpf_fault_p50_ns"):
+                        note += (f"; in-kernel (BPF) p50 {hp['bpf_fault_p50_ns'] / 1000:.1f} us, "
+                                 f"{div(h, hp['bpf_fault_p50_ns']):.2f}x below the program's own")
+                self.row(case, f"served 4K fault {q}", base, scale(h, 1e-3), div(h, f), "floor",
+                         f"<= {limit}x floor", check(lambda: h <= limit * f), "us", note=note)
 
     def case_s8(self, d):
         size = self.p["hugetlb"]
@@ -520,41 +590,45 @@ class Bench:
         self.run("plain", ["hugetlb", size_arg(size)])
         m = self.runs("S8", ["plain", "hugepaged"], ["hugetlb", size_arg(size)], daemon=d)
         kn, hp = m["plain"], m["hugepaged"]
-        managed = hp.get("faults_served", 0) > 0
-        ratio = hp["fault2m_p50_ns"] / kn["fault2m_p50_ns"]
-        self.row("S8", "hugetlb 2 MiB fault p50", {"kernel": kn["fault2m_p50_ns"] / 1000},
-                 hp["fault2m_p50_ns"] / 1000, ratio, "kernel", "<= 1.0x kernel",
-                 (ratio <= 1.0) if managed else None, "us",
+        managed = (hp.get("faults_served") or 0) > 0
+        h, k = hp.get("fault2m_p50_ns"), kn.get("fault2m_p50_ns")
+        self.row("S8", "hugetlb 2 MiB fault p50", {"kernel hugetlb": scale(k, 1e-3)}, scale(h, 1e-3), div(h, k),
+                 "kernel", "<= 1.0x kernel", check(lambda: h <= k) if managed else None, "us",
                  note="" if managed else "not managed: hugepaged has no hugetlb backend yet "
                                          "(the shim leaves MAP_HUGETLB mappings alone)")
 
     def case_s9(self, d):
-        res = self.results.setdefault("S9", {"runs": {}, "median": {}})
-        per = {}
-        for clients in (1, self.p["scale_clients"]):
-            rs = []
-            reps = self.p["repeat"] if clients == 1 else 1
-            for i in range(reps):
-                log(f"  S9 {clients} clients #{i + 1}")
-                r = self.run("hugepaged", [f"--clients={clients}", f"--ranges={self.p['scale_ranges']}",
-                                           f"--daemon-pid={d.pid}", "--child-timeout=120", "scale"], daemon=d)
-                r["cpu_per_fault_ns"] = r["daemon_cpu_ns"] / r["faults_served"] if r.get("faults_served") else None
-                rs.append(r)
-            res["runs"][f"{clients} clients"] = rs
-            keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
-            per[clients] = {k: median([r.get(k) for r in rs]) for k in keys}
-            res["median"][f"{clients} clients"] = per[clients]
         n = self.p["scale_clients"]
-        one, many = per[1], per[n]
+        one_name, many_name = "1 client", f"{n} clients"
+
+        def args(mode):
+            clients = 1 if mode == one_name else n
+            return [f"--clients={clients}", f"--ranges={self.p['scale_ranges']}", f"--daemon-pid={d.pid}",
+                    "--child-timeout=120", "scale"]
+        hp_mode = lambda mode: "hugepaged"
+        self.runs("S9", [one_name], args, daemon=d, run_mode=hp_mode)
+        m = self.runs("S9", [many_name], args, daemon=d, run_mode=hp_mode, repeat=1)
+        res = self.results["S9"]
+        for name in (one_name, many_name):
+            rs = res["runs"].get(name, [])
+            for r in rs:
+                r["cpu_per_fault_ns"] = div(r.get("daemon_cpu_ns"), r.get("faults_served"))
+            m[name]["cpu_per_fault_ns"] = median([r["cpu_per_fault_ns"] for r in rs])
+        one, many = m[one_name], m[many_name]
         res["median"]["hugepaged"] = many
-        self.row("S9", f"daemon RSS, {n} clients x {self.p['scale_ranges']} ranges", {"1 client": one["daemon_rss_kb"] / 1024},
-                 many["daemon_rss_kb"] / 1024, None, "", "< 64 MiB", many["daemon_rss_kb"] < 64 * 1024, "MiB")
-        self.row("S9", "worst fault wait", {"1 client": one["worst_fault_ns"] / 1e6}, many["worst_fault_ns"] / 1e6,
-                 None, "", "<= 50 ms", many["worst_fault_ns"] <= 50e6, "ms")
+        rss = many.get("daemon_rss_kb")
+        self.row("S9", f"daemon RSS, {n} clients x {self.p['scale_ranges']} ranges",
+                 {"1 client": scale(one.get("daemon_rss_kb"), 1 / 1024)}, scale(rss, 1 / 1024), None, "",
+                 "< 64 MiB", check(lambda: rss < 64 * 1024), "MiB")
+        worst = many.get("worst_fault_ns")
+        self.row("S9", "worst fault wait", {"1 client": scale(one.get("worst_fault_ns"), 1e-6)},
+                 scale(worst, 1e-6), None, "", "<= 50 ms", check(lambda: worst <= 50e6), "ms",
+                 note=f"{many.get('faults_served') or 0:.0f} served faults, {many.get('promotions') or 0:.0f} "
+                      f"promotions over {n} clients")
         c1, cn = one.get("cpu_per_fault_ns"), many.get("cpu_per_fault_ns")
-        ratio = cn / c1 if c1 and cn else None
-        self.row("S9", "daemon CPU per served fault", {"1 client": (c1 or 0) / 1000}, (cn or 0) / 1000, ratio,
-                 "1 client", "flat: <= 1.5x 1 client", ratio is not None and ratio <= 1.5, "us")
+        ratio = div(cn, c1)
+        self.row("S9", "daemon CPU per served fault", {"1 client": scale(c1, 1e-3)}, scale(cn, 1e-3), ratio,
+                 "1 client", "flat: <= 1.5x 1 client", check(lambda: ratio <= 1.5), "us")
 
     # ---- driver --------------------------------------------------------------
 
@@ -581,6 +655,7 @@ class Bench:
             "thp_defrag": thp("/sys/kernel/mm/transparent_hugepage/defrag"),
             "khugepaged": {k: read(f"/sys/kernel/mm/transparent_hugepage/khugepaged/{k}") for k in
                            ("pages_to_scan", "scan_sleep_millisecs", "max_ptes_none")},
+            "loadavg_start": float(read("/proc/loadavg").split()[0]),
         }
 
     def main(self):
@@ -591,6 +666,8 @@ class Bench:
         self.info["repeat"] = self.p["repeat"]
         log(f"hp-bench: {self.args.preset} run of {' '.join(cases)} on {self.info['kernel']}, "
             f"{self.info['cpus']} CPUs, THP enabled={self.info['thp_enabled']}")
+        if self.info["loadavg_start"] > 1.0:
+            log(f"note: load average {self.info['loadavg_start']}: other work on this machine skews the numbers")
         log(f"warming {size_arg(self.p['warm'])} (first touch of guest memory)")
         self.run("plain", ["warm", size_arg(self.p["warm"])])
         handlers = {"S1": self.case_s1, "S1r": self.case_s1r,
@@ -621,11 +698,13 @@ class Bench:
             self.timing[c] = round(time.time() - t0, 1)
         self.info["tracing"] = self.tracing
         self.info["duration_s"] = round(time.time() - t_start, 1)
+        with open("/proc/loadavg") as f:
+            self.info["loadavg_end"] = float(f.read().split()[0])
         self.print_table()
         if self.args.json:
             with open(self.args.json, "w") as f:
                 json.dump({"machine": self.info, "rows": self.rows, "cases": self.results,
-                           "case_seconds": self.timing}, f, indent=1, default=str)
+                           "notes": self.notes, "case_seconds": self.timing}, f, indent=1, default=str)
         return 0
 
     def print_table(self):
@@ -639,25 +718,28 @@ class Bench:
             a = abs(v)
             return f"{v:.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 0.01 or a == 0 else f"{v:.4f}"
 
-        cols = ["never", "always", "khugepaged", "4K kernel", "floor-block", "floor-busy", "kernel", "1 client"]
-        used = [c for c in cols if any(c in r["baselines"] for r in self.rows)]
-        head = ["case", "metric", "unit"] + used + ["hugepaged", "ratio", "target", "result"]
+        used = ["never", "always", "khugepaged"]
+        head = ["case", "metric", "unit"] + used + ["other", "hugepaged", "ratio", "target", "result"]
         lines = []
         for r in self.rows:
             ratio = "-" if r["ratio"] is None else f"{fmt(r['ratio'])}x {r['ratio_of']}"
+            other = ", ".join(f"{k} {fmt(v)}" for k, v in r["baselines"].items() if k not in used) or "-"
             lines.append([r["case"], r["metric"], r["unit"]] + [fmt(r["baselines"].get(c)) for c in used] +
-                         [fmt(r["hugepaged"]), ratio, r["target"], r["status"]])
+                         [other, fmt(r["hugepaged"]), ratio, r["target"], r["status"]])
         w = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]
         out = sys.stdout
         i = self.info
         print(f"\nhugepaged benchmark ({i['preset']}, median of {i['repeat']}) {i['date']}", file=out)
         print(f"kernel {i['kernel']}, {i['cpus']} x {i['cpu']}, {i['mem_gib']} GiB, THP enabled={i['thp_enabled']} "
-              f"defrag={i['thp_defrag']}, fault tracing {i['tracing']}, {i['duration_s']:.0f} s", file=out)
-        print("  ".join(h.ljust(w[k]) for k, h in enumerate(head)), file=out)
+              f"defrag={i['thp_defrag']}, fault tracing {i['tracing']}", file=out)
+        print(f"{i['duration_s']:.0f} s; load average {i['loadavg_start']:.2f} at start, {i['loadavg_end']:.2f} at end "
+              f"(other work on the machine skews the numbers)", file=out)
+        print("  ".join(h.ljust(w[k]) for k, h in enumerate(head)).rstrip(), file=out)
         for ln in lines:
-            print("  ".join(str(x).ljust(w[k]) if k < 3 or k >= len(head) - 2 else str(x).rjust(w[k])
-                            for k, x in enumerate(ln)), file=out)
+            print("  ".join(str(x).ljust(w[k]) if k < 3 or k == 6 or k >= len(head) - 2 else str(x).rjust(w[k])
+                            for k, x in enumerate(ln)).rstrip(), file=out)
         notes = [f"  {r['case']} {r['metric']}: {r['note']}" for r in self.rows if r["note"]]
+        notes += [f"  {n}" for n in self.notes]
         if notes:
             print("notes:", file=out)
             print("\n".join(notes), file=out)
