@@ -726,6 +726,9 @@ static int cmd_forkfit(size_t len)
         while (wait(NULL) > 0)
                 ;
         printf("cmd=forkfit\nadvise=%s\npid=%d\nsize=%zu\n", advise_name(opt.advise), (int)getpid(), len);
+        for (unsigned i = 0; i < opt.max_children; i++)
+                if (kids[i] > 0)
+                        printf("child_pid=%d\n", (int)kids[i]);
         printf("children_ok=%u\n", ok);
         printf("max_children=%u\n", opt.max_children);
         printf("stopped_by=%s\n", why);
