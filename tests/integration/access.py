@@ -39,10 +39,29 @@ def check_reachable(ctx, setpriv, ids):
                           "build in a directory readable by all users (e.g. chmod o+rx on its parents)")
 
 
+def copy_binaries(ctx):
+    """The build tree may sit in a directory other users cannot enter (a CI
+    clone under /root): give them copies in the test's own 0755 directory."""
+    bindir = os.path.join(ctx.tmp, "bin")
+    os.mkdir(bindir, 0o755)
+    os.chmod(bindir, 0o755)
+    for attr in ("run", "workload", "preload"):
+        src = getattr(ctx.paths, attr)
+        if not src:
+            continue
+        dst = os.path.join(bindir, os.path.basename(src))
+        shutil.copy2(src, dst)
+        os.chmod(dst, 0o755)
+        setattr(ctx.paths, attr, dst)
+    if ctx.paths.preload:
+        os.environ["HUGEPAGED_PRELOAD"] = ctx.paths.preload
+
+
 def test(ctx):
     setpriv = shutil.which("setpriv")
     if not setpriv:
         raise hptest.Skip("setpriv (util-linux) is not installed")
+    copy_binaries(ctx)
     for ids in (INSIDE, OUTSIDE):
         check_reachable(ctx, setpriv, ids)
 
