@@ -4,8 +4,8 @@
  * private anonymous mappings of an unmodified program to hugepaged.
  *
  * Owns: the process's one connection to the daemon (made in the constructor),
- * the interposed mmap/mmap64/munmap/mremap, and 2 MiB alignment of the
- * mappings it manages.
+ * the interposed mmap/mmap64/munmap/mremap, 2 MiB alignment of the mappings
+ * it manages, and the mapping of malloc.c's blocks (shim.h).
  *
  * Must never: change what a call returns or how it fails unless it can keep
  * the promise (any doubt: behave exactly like libc's wrapper), allocate or
@@ -32,6 +32,7 @@
 
 #include "conn.h"
 #include "raw.h"
+#include "shim.h"
 #include "util.h"
 
 #define _public_ __attribute__((visibility("default")))
@@ -49,23 +50,14 @@
 #define SHIM_MAP_EXCLUDED (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_STACK | MAP_GROWSDOWN | \
                            MAP_HUGETLB | MAP_POPULATE | MAP_LOCKED)
 
-/* Set once the handshake succeeded; cleared for good when the connection
- * dies or in a forked child. Read without the lock on every call. */
-static atomic_bool shim_managed;
+/* Read without the lock on every call (see shim.h). */
+atomic_bool shim_managed;
+size_t shim_min_size = HP_DEFAULT_MIN_SIZE;
+__thread bool shim_inside __attribute__((tls_model("initial-exec")));
 
 static struct hp_conn shim_conn = HP_CONN_NULL;     /* under shim_lock */
 static pthread_mutex_t shim_lock = PTHREAD_MUTEX_INITIALIZER;
-static size_t shim_min_size = HP_DEFAULT_MIN_SIZE;  /* set before shim_managed */
 static unsigned shim_threshold;                     /* 0: the daemon's default */
-
-/* This thread is inside the shim (or in a signal handler that interrupted
- * it): pass everything through. initial-exec: no allocation on first use. */
-static __thread bool shim_inside __attribute__((tls_model("initial-exec")));
-
-static inline bool shim_is_managed(void)
-{
-        return atomic_load_explicit(&shim_managed, memory_order_acquire);
-}
 
 static void shim_unmanage(void)
 {
@@ -87,6 +79,10 @@ static int shim_register(void *addr, size_t len)
 {
         int r = -ENOTCONN;
 
+        /* Unmanaged (a forked child, whose copy of the lock may be held
+         * forever by a thread that only exists in the parent): no lock. */
+        if (!shim_is_managed())
+                return r;
         pthread_mutex_lock(&shim_lock);
         if (shim_is_managed()) {
                 r = hp_conn_register(&shim_conn, (uintptr_t)addr, len, shim_threshold);
@@ -107,6 +103,8 @@ static int shim_sync(void *addr, size_t len)
 {
         int r = -ENOTCONN;
 
+        if (!shim_is_managed())
+                return r;
         pthread_mutex_lock(&shim_lock);
         if (shim_is_managed()) {
                 r = hp_conn_sync(&shim_conn, (uintptr_t)addr, len);
@@ -217,6 +215,73 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
         return p;
 }
 
+/* Like hp_mmap_aligned(), for any power-of-two alignment of 2 MiB or more. */
+static void *shim_map_aligned(size_t len, size_t align)
+{
+        const int prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS;
+        uintptr_t raw, aligned;
+        size_t over, head, tail;
+        void *p;
+
+        if (align <= HP_REGION_SIZE)
+                return hp_mmap_aligned(len, prot, flags);
+        if (len > SIZE_MAX / 4 || align > SIZE_MAX / 4) {
+                errno = ENOMEM;
+                return MAP_FAILED;
+        }
+        over = len + align;
+        p = raw_mmap(NULL, over, prot, flags, -1, 0);
+        if (p == MAP_FAILED)
+                return MAP_FAILED;
+        raw = (uintptr_t)p;
+        aligned = (raw + align - 1) & ~(uintptr_t)(align - 1);
+        head = aligned - raw;
+        tail = over - head - len;
+        /* on failure unmap what is still ours, and only that (see
+         * hp_mmap_aligned) */
+        if (head > 0 && raw_munmap(p, head) < 0) {
+                int e = errno;
+                raw_munmap(p, over);
+                errno = e;
+                return MAP_FAILED;
+        }
+        if (tail > 0 && raw_munmap((void *)(aligned + len), tail) < 0) {
+                int e = errno;
+                raw_munmap((void *)aligned, over - head);
+                errno = e;
+                return MAP_FAILED;
+        }
+        return (void *)aligned;
+}
+
+void *shim_map_block(size_t len, size_t align)
+{
+        bool was_inside = shim_inside;
+        int saved_errno = errno;
+        void *p;
+
+        shim_inside = true;
+        p = shim_map_aligned(len, align);
+        if (p != MAP_FAILED) {
+                (void) shim_register(p, len);
+                errno = saved_errno;
+        }
+        shim_inside = was_inside;
+        return p;
+}
+
+void *shim_remap_block(void *old, size_t old_len, size_t new_len)
+{
+        bool was_inside = shim_inside;
+        void *p;
+
+        shim_inside = true;
+        p = shim_mremap(old, old_len, new_len, MREMAP_MAYMOVE, NULL,
+                        new_len > old_len && new_len >= shim_min_size);
+        shim_inside = was_inside;
+        return p;
+}
+
 _public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
         void *p;
@@ -270,12 +335,25 @@ _public_ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
         return p;
 }
 
+static void shim_atfork_prepare(void)
+{
+        shim_malloc_atfork_prepare();
+}
+
+static void shim_atfork_parent(void)
+{
+        shim_malloc_atfork_parent();
+}
+
 /* A forked child runs unmanaged: its connection is the parent's (the uffd
- * and every registration belong to the parent's mm). Close our copy. */
+ * and every registration belong to the parent's mm). Close our copy. The
+ * malloc blocks it inherited are ordinary memory in the child and stay
+ * usable. */
 static void shim_atfork_child(void)
 {
         shim_unmanage();
         hp_conn_close(&shim_conn);
+        shim_malloc_atfork_child();
 }
 
 /* One line at most, written with write(2): no stdio buffer, no allocation. */
@@ -372,7 +450,7 @@ static void shim_init(void)
                 goto out;
         }
 
-        r = pthread_atfork(NULL, NULL, shim_atfork_child);
+        r = pthread_atfork(shim_atfork_prepare, shim_atfork_parent, shim_atfork_child);
         if (r != 0) {
                 hp_conn_close(&shim_conn);
                 snprintf(why, sizeof(why), "pthread_atfork: %s", strerror(r));

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * shim.h: what the two halves of the preload shim share: preload.c (the
+ * connection, mmap/mremap) and malloc.c (the malloc family's large blocks).
+ *
+ * Owns: nothing; declarations only, all hidden inside libhugepaged-preload.so.
+ */
+#ifndef HP_SHIM_H
+#define HP_SHIM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Set once the handshake succeeded; cleared for good when the connection
+ * dies or in a forked child. */
+extern atomic_bool shim_managed;
+
+/* Smallest mapping (and malloc block) managed; set before shim_managed. */
+extern size_t shim_min_size;
+
+/* This thread is inside the shim (or in a signal handler that interrupted
+ * it): pass everything through. initial-exec: no allocation on first use. */
+extern __thread bool shim_inside __attribute__((tls_model("initial-exec")));
+
+static inline bool shim_is_managed(void)
+{
+        return atomic_load_explicit(&shim_managed, memory_order_acquire);
+}
+
+/*
+ * A new private anonymous read-write mapping of len bytes (a multiple of the
+ * page size) at an address aligned to align (a power of two, 2 MiB at
+ * least), registered with the daemon if it still manages the process.
+ * MAP_FAILED with errno set if it cannot be mapped.
+ */
+void *shim_map_block(size_t len, size_t align);
+
+/*
+ * Resize a mapping made by shim_map_block() (MREMAP_MAYMOVE; growing keeps
+ * 2 MiB alignment and registers the new tail). MAP_FAILED with errno set; the
+ * old mapping is then unchanged.
+ */
+void *shim_remap_block(void *old, size_t old_len, size_t new_len);
+
+/* malloc.c's part of fork: hold its lock across fork(), reset it after. */
+void shim_malloc_atfork_prepare(void);
+void shim_malloc_atfork_parent(void);
+void shim_malloc_atfork_child(void);
+
+#endif
