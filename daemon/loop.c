@@ -91,9 +91,13 @@ void watch_stop(struct watch *w, watch_stopped_fn stopped)
                         stopped(w);
                 return;
         }
+        /* ASYNC_CANCEL, not POLL_REMOVE: a poll remove that races with the
+         * poll's own wakeup fails -EALREADY and leaves a multishot poll
+         * armed for good (a client exiting while it is dropped: its pidfd
+         * fires); a cancel marks the poll and always ends it. */
         struct io_uring_sqe *sqe = get_sqe(w->loop);
         if (sqe) {
-                io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)w);
+                io_uring_prep_cancel64(sqe, (__u64)(uintptr_t)w, 0);
                 io_uring_sqe_set_data64(sqe, UD_IGNORE);
         }
 }
