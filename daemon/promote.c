@@ -38,7 +38,7 @@
 #include "manager.h"
 #include "util.h"
 
-#define NATIVE_WAIT_TRIES 100   /* x 200 us: the woken thread's THP fault */
+#define NATIVE_WAIT_NS (100 * 1000000ull)     /* for the woken thread's THP fault */
 #define COLLAPSE_TRIES 3
 
 struct promote_job {
@@ -49,14 +49,61 @@ struct promote_job {
         bool native;
         uint64_t t_queued;
         uint64_t bits[HP_REGION_PAGES / 64];   /* fill: pages known populated at queue time */
+        bool fill_done;         /* fill: holes filled, the collapse is next */
         unsigned filled;        /* fill: pages copied by the worker */
         int result;             /* 0 or -errno of the collapse */
 };
 
+struct job_list {
+        struct promote_job *head, **tail;
+};
+
+static void job_list_init(struct job_list *l)
+{
+        l->head = NULL;
+        l->tail = &l->head;
+}
+
+static void job_list_push(struct job_list *l, struct promote_job *j)
+{
+        j->next = NULL;
+        *l->tail = j;
+        l->tail = &j->next;
+}
+
+static struct promote_job *job_list_pop(struct job_list *l)
+{
+        struct promote_job *j = l->head;
+        if (j) {
+                l->head = j->next;
+                if (!l->head)
+                        l->tail = &l->head;
+        }
+        return j;
+}
+
+/* Move the jobs of client_id from l to *dropped. */
+static void job_list_take_client(struct job_list *l, uint64_t client_id, struct promote_job **dropped)
+{
+        struct promote_job *j = l->head;
+        job_list_init(l);
+        while (j) {
+                struct promote_job *n = j->next;
+                if (j->client_id == client_id) {
+                        j->next = *dropped;
+                        *dropped = j;
+                } else
+                        job_list_push(l, j);
+                j = n;
+        }
+}
+
 struct promote_queue {
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        struct promote_job *todo, **todo_tail;
+        /* Fills and native-path jobs first: until a region is filled its
+         * faults keep coming to us, while a collapse only makes it faster. */
+        struct job_list urgent, collapse;
         struct promote_job *done;
         bool stop;
         int efd;
@@ -112,33 +159,18 @@ static int fill_holes(struct promote_job *j, const void *zero)
         return 0;
 }
 
-static void run_job(struct promote_job *j, const void *zero)
+static void run_collapse(struct promote_job *j)
 {
         uint64_t start = j->idx << REGION_SHIFT;
         struct iovec iov = { .iov_base = (void *)(uintptr_t)start, .iov_len = HP_REGION_SIZE };
         int e = 0;
 
-        if (!j->native) {
-                e = fill_holes(j, zero);
-                if (e < 0) {
-                        j->result = e;
-                        return;
-                }
-        }
         for (int i = 0;; i++) {
                 if (hp_process_madvise(j->fds->pidfd, &iov, 1, MADV_COLLAPSE, 0) >= 0) {
                         e = 0;
                         break;
                 }
                 e = -errno;
-                if (e == -ESRCH)
-                        break;
-                /* Dense path: the woken thread may not have faulted yet
-                 * (nothing to collapse). Give it time. */
-                if (j->native && i < NATIVE_WAIT_TRIES && (e == -EINVAL || e == -EAGAIN)) {
-                        sleep_us(200);
-                        continue;
-                }
                 if (e == -EAGAIN && i < COLLAPSE_TRIES) {
                         sleep_us(1000);
                         continue;
@@ -148,26 +180,61 @@ static void run_job(struct promote_job *j, const void *zero)
         j->result = e;
 }
 
+enum job_step {
+        JOB_DONE,
+        JOB_COLLAPSE_NEXT,      /* filled: queue its collapse */
+        JOB_RETRY,              /* native: the thread has not faulted yet */
+};
+
+static enum job_step run_job(struct promote_job *j, const void *zero)
+{
+        if (j->native) {
+                run_collapse(j);
+                /* -EINVAL: nothing mapped there yet (the woken thread has not
+                 * run). Let other jobs go first and look again, for a while. */
+                if (j->result == -EINVAL && now_ns() - j->t_queued < NATIVE_WAIT_NS)
+                        return JOB_RETRY;
+                return JOB_DONE;
+        }
+        if (!j->fill_done) {
+                int e = fill_holes(j, zero);
+                if (e < 0) {
+                        j->result = e;
+                        return JOB_DONE;
+                }
+                j->fill_done = true;
+                return JOB_COLLAPSE_NEXT;
+        }
+        run_collapse(j);
+        return JOB_DONE;
+}
+
 static void *worker_main(void *arg)
 {
         struct promote_queue *q = arg;
 
         pthread_mutex_lock(&q->lock);
         for (;;) {
-                while (!q->todo && !q->stop)
+                while (!q->urgent.head && !q->collapse.head && !q->stop)
                         pthread_cond_wait(&q->cond, &q->lock);
                 if (q->stop)
                         break;
-                struct promote_job *j = q->todo;
-                q->todo = j->next;
-                if (!q->todo)
-                        q->todo_tail = &q->todo;
+                struct promote_job *j = job_list_pop(&q->urgent);
+                if (!j)
+                        j = job_list_pop(&q->collapse);
                 pthread_mutex_unlock(&q->lock);
 
-                run_job(j, q->zero);
-                j->fds = client_fds_unref(j->fds);
+                enum job_step step = run_job(j, q->zero);
+                if (step == JOB_DONE)
+                        j->fds = client_fds_unref(j->fds);
+                else if (step == JOB_RETRY && !q->urgent.head && !q->collapse.head)
+                        sleep_us(200);  /* nothing else to do: do not spin (racy read: only a hint) */
 
                 pthread_mutex_lock(&q->lock);
+                if (step != JOB_DONE) {
+                        job_list_push(step == JOB_RETRY ? &q->urgent : &q->collapse, j);
+                        continue;
+                }
                 j->next = q->done;
                 q->done = j;
                 uint64_t one = 1;
@@ -188,7 +255,8 @@ int promote_queue_new(struct manager *m, unsigned nworkers, struct promote_queue
                 return -ENOMEM;
         pthread_mutex_init(&q->lock, NULL);
         pthread_cond_init(&q->cond, NULL);
-        q->todo_tail = &q->todo;
+        job_list_init(&q->urgent);
+        job_list_init(&q->collapse);
         q->zero = m->zero_page;
         q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         q->workers = calloc(nworkers, sizeof(*q->workers));
@@ -219,11 +287,11 @@ void promote_queue_free(struct promote_queue *q)
         pthread_mutex_unlock(&q->lock);
         for (unsigned i = 0; i < q->nworkers; i++)
                 pthread_join(q->workers[i], NULL);
-        for (struct promote_job *j = q->todo, *n; j; j = n) {
-                n = j->next;
-                client_fds_unref(j->fds);
-                free(j);
-        }
+        for (struct job_list *l = &q->urgent; l; l = l == &q->urgent ? &q->collapse : NULL)
+                for (struct promote_job *j; (j = job_list_pop(l));) {
+                        client_fds_unref(j->fds);
+                        free(j);
+                }
         for (struct promote_job *j = q->done, *n; j; j = n) {
                 n = j->next;
                 free(j);
@@ -238,18 +306,8 @@ void promote_forget_client(struct promote_queue *q, uint64_t client_id)
         struct promote_job *drop = NULL;
 
         pthread_mutex_lock(&q->lock);
-        q->todo_tail = &q->todo;
-        for (struct promote_job *j = q->todo, *n; j; j = n) {
-                n = j->next;
-                if (j->client_id == client_id) {
-                        j->next = drop;
-                        drop = j;
-                } else {
-                        *q->todo_tail = j;
-                        q->todo_tail = &j->next;
-                }
-        }
-        *q->todo_tail = NULL;
+        job_list_take_client(&q->urgent, client_id, &drop);
+        job_list_take_client(&q->collapse, client_id, &drop);
         pthread_mutex_unlock(&q->lock);
         while (drop) {
                 struct promote_job *j = drop;
@@ -299,8 +357,7 @@ int promote_region(struct client *c, struct region *r, bool native)
         r->state = REGION_PROMOTING;
 
         pthread_mutex_lock(&q->lock);
-        *q->todo_tail = j;
-        q->todo_tail = &j->next;
+        job_list_push(&q->urgent, j);
         pthread_cond_signal(&q->cond);
         pthread_mutex_unlock(&q->lock);
         return 0;
@@ -367,6 +424,19 @@ static void job_apply(struct client *c, struct promote_job *j)
                         c->c.promotions++;
                         m->c.promotions++;
                 }
+                return;
+        }
+        if (j->native && j->result != 0) {
+                /* No THP (the thread faulted late, or got 4 KiB pages): an
+                 * ordinary reservation now, contents unknown (copies that
+                 * find a page report -EEXIST and mark it). */
+                memset(r->bits, 0, sizeof(r->bits));
+                r->populated = 0;
+                r->next_page = UINT16_MAX;
+                r->window = 0;
+                r->state = REGION_RESERVED;
+                c->c.promotions_failed++;
+                m->c.promotions_failed++;
                 return;
         }
         /* Filled or natively faulted: every page is there either way. */
