@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * client.c: one connected process: the handshake, the request protocol and
- * the client's lifetime. Every field a client sends is checked here before
- * anything acts on it; a malformed message gets an error reply and the
- * connection stays up (a client that breaks the handshake is disconnected).
- * Runs on the main thread; never blocks on a client (sockets are
- * non-blocking, replies that do not fit drop the client).
+ * the client's lifetime. Every packet a client sends is checked
+ * completely (proto.c) before anything acts on it; a malformed message gets
+ * an error reply and the connection stays up (a client that breaks the
+ * handshake is disconnected). Limits on connections per user, handshake
+ * time and request rate are in limits.c. Runs on the main thread; never
+ * blocks on a client (sockets are non-blocking, a client that does not read
+ * its replies is dropped).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,7 @@
 #include "compat.h"
 #include "log.h"
 #include "manager.h"
+#include "proto.h"
 #include "trace.h"
 #include "util.h"
 
@@ -35,13 +38,23 @@ struct client *client_by_id(struct manager *m, uint64_t id)
         return NULL;
 }
 
+/* A client sends one request at a time and reads each reply: one whose
+ * socket is full has stopped reading, and is dropped rather than waited for. */
+static int client_send(struct client *c, const void *buf, size_t len, int fd)
+{
+        int r = hp_send_fd(c->sock, buf, len, fd);
+        if (r == -EAGAIN)
+                client_disconnect(c, "does not read its replies");
+        else if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+                log_debug_errno(r, "client %d: send: %m", c->pid);
+        return r;
+}
+
 static void send_reply(struct client *c, const struct hp_header *req, int status)
 {
         struct hp_header h;
         hp_header_init(&h, HP_MSG_REPLY, sizeof(h), req ? req->seq : 0, status);
-        int r = hp_send_fd(c->sock, &h, sizeof(h), -1);
-        if (r < 0 && r != -EPIPE)
-                log_debug_errno(r, "client %d: reply: %m", c->pid);
+        (void)client_send(c, &h, sizeof(h), -1);
 }
 
 static void send_error(struct client *c, const struct hp_header *req, int status, const char *fmt, ...)
@@ -56,7 +69,7 @@ static void send_error(struct client *c, const struct hp_header *req, int status
         vsnprintf(e.text, sizeof(e.text), fmt, ap);
         va_end(ap);
         log_debug("client %d: error %d: %s", c->pid, status, e.text);
-        (void)hp_send_fd(c->sock, &e, sizeof(e), -1);
+        (void)client_send(c, &e, sizeof(e), -1);
 }
 
 static void client_free(struct client *c)
@@ -154,6 +167,7 @@ void client_disconnect(struct client *c, const char *why)
                 log_debug("client %d gone during handshake (%s)", c->pid, why);
         }
         c->state = CLIENT_DEAD;
+        limits_forget(c);
         promote_forget_client(c->m->pq, c->id);
         /* Release the registrations now: the process must not wait for us. */
         if (c->uffd >= 0 && !c->w_uffd.loop)
@@ -226,10 +240,6 @@ static int handle_hello(struct client *c, const struct hp_hello *msg)
         char why[160] = "";
         int r;
 
-        if (msg->flags != 0 || msg->reserved != 0) {
-                send_error(c, &msg->hdr, -EINVAL, "unknown hello flags %#x", msg->flags);
-                return -EINVAL;
-        }
         r = access_check_peer(m, c->sock, &c->pid, &c->uid, &c->gid, &c->pidfd, why, sizeof(why));
         if (r == -EACCES) {
                 log_notice("refused pid %d: %s", c->pid, why);
@@ -245,7 +255,7 @@ static int handle_hello(struct client *c, const struct hp_hello *msg)
         manager_client_policy(m, c);    /* [Program:NAME] of hugepaged.conf */
         hp_header_init(&rep.hdr, HP_MSG_HELLO_REPLY, sizeof(rep), msg->hdr.seq, 0);
         rep.version = HP_VERSION;
-        r = hp_send_fd(c->sock, &rep, sizeof(rep), m->uffd_dev);
+        r = client_send(c, &rep, sizeof(rep), m->uffd_dev);
         if (r < 0)
                 return r;
         c->state = CLIENT_UFFD;
@@ -280,6 +290,15 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
                 safe_close(fd);
                 return r;
         }
+        char why[160] = "";
+        r = access_check_uffd(c->pidfd, c->pid, fd, why, sizeof(why));
+        if (r < 0) {
+                if (r == -EPERM)
+                        log_notice("refused pid %d: %s", c->pid, why);
+                send_error(c, h, r, "%s", why[0] ? why : strerror(-r));
+                safe_close(fd);
+                return r;
+        }
         if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
                 r = -errno;
                 safe_close(fd);
@@ -298,8 +317,11 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
         c->maps_fd = -1;
         snprintf(path, sizeof(path), "/proc/%d/maps", (int)c->pid);
         c->maps_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (access_pidfd_alive(c->pidfd) < 0)
+                return -ESRCH;  /* the maps opened may be of a process that reused the pid */
         if (watch_start(&m->loop, &c->w_pidfd, c->pidfd, on_pidfd, c) < 0)
                 return -ENOMEM;
+        limits_handshake_end(c);
         c->state = CLIENT_READY;
         trace_add_pid(m->trace, c->pid);
         control_client_event(c, true);
@@ -314,16 +336,7 @@ static void handle_register(struct client *c, const struct hp_range_req *req)
         char why[160] = "";
         int r;
 
-        r = hp_range_check(req->addr, req->length, req->threshold);
-        if (r < 0) {
-                send_error(c, &req->hdr, r, "bad range %#" PRIx64 "+%#" PRIx64 " threshold %u", req->addr,
-                           req->length, req->threshold);
-                return;
-        }
-        if (req->backend != HP_RANGE_ANON) {
-                send_error(c, &req->hdr, -EOPNOTSUPP, "backend %u is not supported", req->backend);
-                return;
-        }
+        /* proto.c checked alignment, bounds, threshold and backend */
         if (req->length < m->cfg.min_size) {
                 send_error(c, &req->hdr, -ERANGE, "%" PRIu64 " bytes is below MinSize=%" PRIu64 " of hugepaged.conf",
                            req->length, m->cfg.min_size);
@@ -373,11 +386,7 @@ static void handle_register(struct client *c, const struct hp_range_req *req)
 
 static void handle_unregister(struct client *c, const struct hp_range_req *req)
 {
-        int r = hp_range_check(req->addr, req->length, 0);
-        if (r < 0) {
-                send_error(c, &req->hdr, r, "bad range %#" PRIx64 "+%#" PRIx64, req->addr, req->length);
-                return;
-        }
+        int r;
         uint64_t start = req->addr, end = req->addr + req->length;
         if (!range_overlaps(&c->ranges, start, end)) {
                 send_error(c, &req->hdr, -ENOENT, "%#" PRIx64 "-%#" PRIx64 " is not registered", start, end);
@@ -429,11 +438,6 @@ void client_syncs_check(struct client *c)
 
 static void handle_sync(struct client *c, const struct hp_range_req *req)
 {
-        int r = hp_range_check(req->addr, req->length, 0);
-        if (r < 0) {
-                send_error(c, &req->hdr, r, "bad range %#" PRIx64 "+%#" PRIx64, req->addr, req->length);
-                return;
-        }
         uint64_t start = req->addr, end = req->addr + req->length;
         if (!span_promoting(c, start, end)) {
                 send_reply(c, &req->hdr, 0);
@@ -452,25 +456,12 @@ static void handle_sync(struct client *c, const struct hp_range_req *req)
 static void handle_request(struct client *c, const void *buf, ssize_t len, int fd)
 {
         const struct hp_header *h = buf;
-        int type = hp_msg_check(buf, (size_t)len);
+        char why[HP_ERROR_TEXT];
+        int type = proto_check_request(buf, (size_t)len, why, sizeof(why));
 
         if (type < 0) {
                 safe_close(fd);
-                const struct hp_header *hh = (size_t)len >= sizeof(*h) ? h : NULL;
-                switch (type) {
-                case -EPROTONOSUPPORT:
-                        send_error(c, hh, type, "protocol version %u not supported (daemon speaks %u)",
-                                   h->version, HP_VERSION);
-                        break;
-                case -EOPNOTSUPP:
-                        send_error(c, hh, type, "unknown message type %u", h->type);
-                        break;
-                case -EMSGSIZE:
-                        send_error(c, hh, type, "message type %u has wrong size %zd", h->type, len);
-                        break;
-                default:
-                        send_error(c, hh, type, "malformed message (%zd bytes)", len);
-                }
+                send_error(c, (size_t)len >= sizeof(*h) ? h : NULL, type, "%s", why);
                 if (c->state != CLIENT_READY)
                         client_disconnect(c, "bad handshake");
                 return;
@@ -512,11 +503,6 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                 break;
         case HP_MSG_SET_POLICY: {
                 const struct hp_policy *p = buf;
-                if (p->threshold < 1 || p->threshold > HP_REGION_PAGES || (p->flags & ~HP_POLICY_FLAGS_ALL)) {
-                        send_error(c, h, -ERANGE, "threshold %u outside 1..%u or unknown flags %#x",
-                                   p->threshold, HP_REGION_PAGES, p->flags);
-                        break;
-                }
                 c->threshold = p->threshold;
                 c->dense_predict = c->m->cfg.dense_predict && !(p->flags & HP_POLICY_NO_DENSE_PREDICT);
                 c->policy_explicit = true;      /* a reload keeps it */
@@ -527,7 +513,7 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                 struct hp_stats_reply rep = { 0 };
                 hp_header_init(&rep.hdr, HP_MSG_STATS_REPLY, sizeof(rep), h->seq, 0);
                 client_stats(c, &rep.stats);
-                (void)hp_send_fd(c->sock, &rep, sizeof(rep), -1);
+                (void)client_send(c, &rep, sizeof(rep), -1);
                 break;
         }
         default:
@@ -541,6 +527,8 @@ static void on_sock(struct watch *w, int revents)
         _Alignas(8) char buf[HP_MSG_MAX];
 
         for (int i = 0; i < REQUESTS_PER_WAKEUP && c->state != CLIENT_DEAD; i++) {
+                if (!limits_take_request(c))
+                        return;         /* limits.c runs this again when the rate allows */
                 int fd = -1;
                 ssize_t n = hp_recv_fd(c->sock, buf, sizeof(buf), &fd, MSG_DONTWAIT);
                 if (n == -EAGAIN)
@@ -568,12 +556,21 @@ void client_accept(struct manager *m)
                                 log_warning_errno(errno, "accept: %m");
                         return;
                 }
-                if (m->nclients >= m->cfg.max_clients) {
-                        struct hp_error e = { 0 };
-                        hp_header_init(&e.hdr, HP_MSG_ERROR, sizeof(e), 0, -EUSERS);
-                        snprintf(e.text, sizeof(e.text), "too many clients (%u)", m->cfg.max_clients);
+                /* The uid is known at once: a connection that never says
+                 * hello counts against its user too. */
+                struct ucred cred;
+                socklen_t credlen = sizeof(cred);
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0) {
+                        close(fd);
+                        continue;
+                }
+                struct hp_error e = { 0 };
+                int r = limits_admit(m, cred.uid, e.text, sizeof(e.text));
+                if (r < 0) {
+                        hp_header_init(&e.hdr, HP_MSG_ERROR, sizeof(e), 0, r);
                         (void)hp_send_fd(fd, &e, sizeof(e), -1);
                         close(fd);
+                        log_debug("connection of pid %d refused: %s", (int)cred.pid, e.text);
                         continue;
                 }
                 struct client *c = calloc(1, sizeof(*c));
@@ -584,6 +581,7 @@ void client_accept(struct manager *m)
                 c->m = m;
                 c->id = ++m->next_client_id;
                 c->sock = fd;
+                c->uid = cred.uid;
                 c->pidfd = c->uffd = c->maps_fd = -1;
                 manager_client_policy(m, c);
                 c->state = CLIENT_HELLO;
@@ -592,6 +590,7 @@ void client_accept(struct manager *m)
                         m->clients->prev = c;
                 m->clients = c;
                 m->nclients++;
+                limits_handshake_begin(c);
                 if (watch_start(&m->loop, &c->w_sock, fd, on_sock, c) < 0)
                         client_disconnect(c, "out of io_uring entries");
         }

@@ -351,6 +351,9 @@ static const struct config_item items[] = {
         ITEM("Pool", "MaxSize", parse_size_or_percent, C(pool_max), .reserved = true),
         ITEM("Budgets", "MaxClients", parse_uint, C(max_clients), .lo = 1, .hi = 1u << 20),
         ITEM("Budgets", "MaxRangesPerClient", parse_uint, C(max_ranges), .lo = 1, .hi = 1u << 24),
+        ITEM("Budgets", "MaxConnectionsPerUser", parse_uint, C(max_connections_per_user), .lo = 1, .hi = 1u << 20),
+        ITEM("Budgets", "HandshakeTimeoutSec", parse_uint, C(handshake_timeout_sec), .lo = 1, .hi = 3600),
+        ITEM("Budgets", "MaxRequestsPerSecond", parse_uint, C(max_request_rate), .lo = 0, .hi = 1000000),
         ITEM("Budgets", "MaxHugePerClient", parse_size_or_percent, C(huge_per_client), .reserved = true),
         ITEM("Budgets", "MaxReservedPerClient", parse_size_or_percent, C(reserved_per_client), .reserved = true),
 };
@@ -379,6 +382,9 @@ int config_init(struct config *c)
                 .pool_backend = CONFIG_POOL_THP,
                 .max_clients = 4096,
                 .max_ranges = 65536,
+                .max_connections_per_user = 1024,
+                .handshake_timeout_sec = 10,
+                .max_request_rate = 2000,
         };
         c->socket_path = strdup(HUGEPAGED_DEFAULT_SOCKET);
         c->allowed_groups = calloc(2, sizeof(char *));

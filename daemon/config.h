@@ -57,6 +57,9 @@ struct config {
         /* [Budgets] */
         unsigned max_clients;
         unsigned max_ranges;    /* per client */
+        unsigned max_connections_per_user;      /* per uid, handshakes included */
+        unsigned handshake_timeout_sec;
+        unsigned max_request_rate;      /* per client and second; 0: no limit */
         struct config_size huge_per_client;     /* reserved */
         struct config_size reserved_per_client; /* reserved */
 

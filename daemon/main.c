@@ -28,6 +28,7 @@
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
+#include "privs.h"
 #include "trace.h"
 #include "util.h"
 #if HAVE_SDBUS
@@ -297,6 +298,7 @@ int main(int argc, char **argv)
         struct manager m = {
                 .config_path = HUGEPAGED_DEFAULT_CONFIG,
                 .listen_fd = -1, .uffd_dev = -1, .signal_fd = -1, .heartbeat_fd = -1,
+                .limits = { .timer_fd = -1 },
         };
         struct config cfg;
         sigset_t mask;
@@ -340,9 +342,6 @@ int main(int argc, char **argv)
         if (m.signal_fd < 0)
                 return log_error_errno(errno, "signalfd: %m"), 1;
 
-        r = promote_queue_new(&m, m.cfg.workers, &m.pq);
-        if (r < 0)
-                return log_error_errno(r, "cannot start promotion workers: %m"), 1;
         r = loop_init(&m.loop, 1024);
         if (r < 0)
                 return 1;
@@ -355,6 +354,14 @@ int main(int argc, char **argv)
                 m.listen_fd = listen_socket(m.cfg.socket_path);
         if (m.listen_fd < 0)
                 return 1;
+
+        /* Everything that needs root is done: keep only what serving clients
+         * needs (privs.c), before the first thread inherits more. */
+        if (privs_drop() < 0)
+                return 1;
+        r = promote_queue_new(&m, m.cfg.workers, &m.pq);
+        if (r < 0)
+                return log_error_errno(r, "cannot start promotion workers: %m"), 1;
         if (watch_start(&m.loop, &m.w_listen, m.listen_fd, on_listen, &m) < 0 ||
             watch_start(&m.loop, &m.w_signal, m.signal_fd, on_signal, &m) < 0 ||
             watch_start(&m.loop, &m.w_done, promote_queue_fd(m.pq), on_done, &m) < 0)
@@ -369,7 +376,7 @@ int main(int argc, char **argv)
                 else if (watch_start(&m.loop, &m.w_control, bus_thread_command_fd(m.bus), on_control, &m) < 0)
                         return log_error("cannot start the event loop"), 1;
         }
-        if (heartbeat_start(&m) < 0)
+        if (heartbeat_start(&m) < 0 || limits_start(&m) < 0)
                 return 1;
 
         log_info("listening on %s%s (threshold %u, dense prediction %s, %u worker%s)", m.cfg.socket_path,
@@ -388,6 +395,7 @@ int main(int argc, char **argv)
         m.trace = trace_stop(m.trace);
         loop_deinit(&m.loop);
         heartbeat_stop(&m);
+        limits_stop(&m);
         manager_config_done(&m);
         return r < 0 ? 1 : r;
 }

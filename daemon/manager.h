@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "hugepaged-protocol.h"
+#include "limits.h"
 #include "loop.h"
 #include "range.h"
 #include "region.h"
@@ -77,6 +78,7 @@ struct client {
         struct range_set ranges;
         struct region_table regions;
         struct counters c;
+        struct client_limits limits;    /* limits.c */
 };
 
 /* Resolved AllowedUsers/AllowedGroups/AdminUsers/AdminGroups (reload.c). */
@@ -116,6 +118,8 @@ struct manager {
         uint64_t watchdog_usec; /* 0: no watchdog */
         uint64_t last_status_ns, last_watchdog_ns;
         bool socket_activated;  /* the listening socket came from systemd */
+
+        struct manager_limits limits;   /* handshake deadlines, throttled clients (limits.c) */
 };
 
 /* client.c */
@@ -161,6 +165,10 @@ void heartbeat_publish(struct manager *m);
 /* access.c */
 int access_check_peer(struct manager *m, int sock, pid_t *pid, uid_t *uid, gid_t *gid,
                       int *pidfd, char *why, size_t whylen);
+/* Was uffd created by the client itself (pidfd, pid)? 0, -EPERM with why set, or -errno. */
+int access_check_uffd(int pidfd, pid_t pid, int uffd, char *why, size_t whylen);
+/* Is the process of pidfd still alive (so its pid still names it)? 0 or -ESRCH. */
+int access_pidfd_alive(int pidfd);
 
 /* vma.c */
 int vma_check_anon(int maps_fd, pid_t pid, uint64_t start, uint64_t end, char *why, size_t whylen);
