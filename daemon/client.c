@@ -168,6 +168,8 @@ void client_disconnect(struct client *c, const char *why)
         }
         c->state = CLIENT_DEAD;
         limits_forget(c);
+        if (c->fds)
+                __atomic_store_n(&c->fds->gone, 1, __ATOMIC_RELEASE);
         promote_forget_client(c->m->pq, c->id);
         /* Release the registrations now: the process must not wait for us. */
         if (c->uffd >= 0 && !c->w_uffd.loop)

@@ -39,6 +39,7 @@ enum client_state {
 struct client_fds {
         int refs;               /* atomic */
         int pidfd, uffd;
+        int gone;               /* atomic: the client is being dropped; jobs stop waiting for it */
 };
 
 struct client_fds *client_fds_ref(struct client_fds *f);

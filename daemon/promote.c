@@ -40,6 +40,7 @@
 
 #define NATIVE_WAIT_NS (100 * 1000000ull)     /* for the woken thread's THP fault */
 #define COLLAPSE_TRIES 3
+#define FILL_AGAIN_TRIES 2000   /* x 50 us: an unmap or remap the main thread has to read */
 
 struct promote_job {
         struct promote_job *next;
@@ -123,7 +124,7 @@ static void sleep_us(long us)
 static int fill_holes(struct promote_job *j, const void *zero)
 {
         uint64_t start = j->idx << REGION_SHIFT;
-        unsigned p = 0;
+        unsigned p = 0, again = 0;
 
         while (p < HP_REGION_PAGES) {
                 if (j->bits[p / 64] & (1ull << (p % 64))) {
@@ -150,9 +151,14 @@ static int fill_holes(struct promote_job *j, const void *zero)
                         p += done;
                 } else if (e == -EEXIST) {
                         p++;                            /* the client got there first */
-                } else if (e == -EAGAIN) {
+                } else if (e == -EAGAIN && again++ < FILL_AGAIN_TRIES &&
+                           !__atomic_load_n(&j->fds->gone, __ATOMIC_ACQUIRE)) {
                         sleep_us(50);                   /* an mmap change is in flight */
                 } else {
+                        /* -EAGAIN lasts until the main thread reads the
+                         * event; for a client being dropped nobody will,
+                         * and its munmap() waits for us to let go of the
+                         * uffd: never wait for ever. */
                         return e;                       /* -ENOENT: gone; -ESRCH: exiting */
                 }
         }
