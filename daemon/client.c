@@ -468,7 +468,9 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                         client_disconnect(c, "bad handshake");
                 return;
         }
-        if (type != HP_MSG_UFFD)
+        /* Only the uffd message, in its place in the handshake, may pass an
+         * fd; any other is closed here (once this leaked one per message). */
+        if (type != HP_MSG_UFFD || c->state != CLIENT_UFFD)
                 fd = safe_close(fd);
 
         switch (c->state) {
