@@ -10,7 +10,7 @@ read statistics."""
 
 import os
 
-from dbustest import (NOBODY, SYSTEM_LIKE_POLICY, Bus, Daemon, Workload, env_path, expect, hugepagectl,
+from dbustest import (NOBODY, SYSTEM_LIKE_POLICY, Bus, Daemon, Failure, Workload, env_path, expect, hugepagectl,
                       log, main, require_root, tempdir, wait_for)
 
 CLIENT = "org.hugepaged1.Client"
@@ -63,9 +63,18 @@ def daemon_checks():
     expect(bus.get("Promotions", pb, CLIENT) == 0 and bus.get("RegionsHuge", pb, CLIENT) == 0,
            "client B (threshold 64) got no promotion")
     expect(b.huge_kb() == 0, "client B has no huge pages (AnonHugePages 0 kB)")
-    reserved, unused = bus.get("RegionsReserved", pb, CLIENT), bus.get("PagesReservedUnused", pb, CLIENT)
+    # the statistics are a snapshot refreshed every 200 ms: wait for the one
+    # taken after the touches
+    def b_settled():
+        reserved = bus.get("RegionsReserved", pb, CLIENT)
+        unused = bus.get("PagesReservedUnused", pb, CLIENT)
+        return (reserved, unused) if reserved == 32 and unused <= 32 * 480 else None
+    try:
+        reserved, unused = wait_for("client B's reservations in the snapshot", b_settled, timeout=10)
+    except Failure:
+        reserved, unused = bus.get("RegionsReserved", pb, CLIENT), bus.get("PagesReservedUnused", pb, CLIENT)
     expect(reserved == 32 and 32 * (512 - 64) <= unused <= 32 * 480,
-           f"client B holds its 32 regions as reservations, mostly unused ({unused} pages)")
+           f"client B holds its 32 regions as reservations, mostly unused ({reserved} regions, {unused} pages)")
     log(hugepagectl(bus, "clients").stdout)
     a.exit()
     b.exit()
