@@ -47,6 +47,9 @@ def test():
     r = hugepagectl(bus, "ranges", str(w.pid))
     expect(r.returncode == 0 and "MiB" in r.stdout, "hugepagectl ranges PID shows the mapping")
     log(hugepagectl(bus, "status").stdout)
+    # promotions finish in a worker; those of a client that has gone are dropped
+    wait_for("the client's first promotion",
+             lambda: bus.get("Promotions", path, "org.hugepaged1.Client") > 0, timeout=60)
 
     w.exit()
     wait_for("the client's object to go", lambda: not bus.clients(), timeout=10)
