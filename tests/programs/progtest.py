@@ -293,11 +293,12 @@ def value_of(i, size):
     return head + _BASE[off:off + size - len(head)]
 
 
-def redis_load(c, n, size, prefix="key:", batch=2000):
-    """SET prefix<i> value_of(i) for i in [0, n), pipelined; every reply +OK."""
-    for start in range(0, n, batch):
+def redis_load(c, n, size, prefix="key:", batch=2000, first=0):
+    """SET prefix<i> value_of(i) for i in [first, first+n), pipelined; every
+    reply must be +OK."""
+    for start in range(first, first + n, batch):
         cmds = [("SET", b"%s%d" % (prefix.encode(), i), value_of(i, size))
-                for i in range(start, min(n, start + batch))]
+                for i in range(start, min(first + n, start + batch))]
         replies = c.pipeline(cmds)
         bad = [r for r in replies if r != b"OK"]
         if bad:
