@@ -14,7 +14,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 packages=(
   build-essential gcc meson ninja-build pkg-config
   liburing-dev libsystemd-dev libinih-dev
-  python3 util-linux
+  python3 util-linux strace  # strace: tests/programs/shim_absent.py
   sqlite3 redis-server redis-tools scdoc dbus libbpf-dev bpftool clang
   systemd man-db  # tests/dbus: systemd-analyze verify, systemd-sysusers, man -l
 )

@@ -25,6 +25,8 @@
  *   protnone         a reservation mapped PROT_NONE and opened with mprotect()
  *                    piece by piece, like glibc's arena heaps, shrunk with
  *                    MAP_FIXED and MADV_DONTNEED
+ *   churn N          N rounds of mmap/mremap/munmap and malloc/calloc/realloc/
+ *                    free (for counting the shim's system calls)
  *
  * It never links hugepaged code. With HP_EXPECT=managed it also checks that
  * large blocks are what the shim promises (2 MiB-aligned, registered with
@@ -191,7 +193,7 @@ static bool has_flag(const char *flags, const char *flag)
 static atomic_ulong blocks_registered, blocks_seen;
 
 /* A large block just made: is it what the shim promises? */
-static void check_block(const void *p, size_t n, const char *what)
+static void check_block(void *p, size_t n, const char *what)
 {
         char flags[512];
         bool um;
@@ -638,6 +640,39 @@ static void mode_closefds(void)
         printf("pipes=%u\n", np);
 }
 
+/* ---- churn ------------------------------------------------------------------------ */
+
+/* N rounds of the calls the shim interposes: its cost per call is measured
+ * by counting system calls (tests/programs/shim_absent.py). */
+static void mode_churn(int argc, char **argv)
+{
+        unsigned long n = argc > 2 ? strtoul(argv[2], NULL, 10) : 100;
+
+        for (unsigned long i = 0; i < n; i++) {
+                unsigned char *m = mmap(NULL, 4 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (m == MAP_FAILED)
+                        die("mmap: %m");
+                m[i % (4 * MiB)] = 1;
+                m = mremap(m, 4 * MiB, 8 * MiB, MREMAP_MAYMOVE);
+                if (m == MAP_FAILED)
+                        die("mremap: %m");
+                munmap(m, 8 * MiB);
+
+                unsigned char *p = malloc(4 * MiB), *q = calloc(1, 3 * MiB), *r = malloc(100 + i % 1000);
+                if (!p || !q || !r)
+                        die("malloc failed");
+                p[i % (4 * MiB)] = 1;
+                p = realloc(p, 6 * MiB);
+                if (!p)
+                        die("realloc failed");
+                check(malloc_usable_size(p) >= 6 * MiB, "usable size");
+                free(p);
+                free(q);
+                free(r);
+        }
+        printf("rounds=%lu\n", n);
+}
+
 /* ---- protnone ------------------------------------------------------------------ */
 
 static void mode_protnone(void)
@@ -696,7 +731,7 @@ int main(int argc, char **argv)
         else if (e && strcmp(e, "unmanaged") == 0)
                 expect = EXPECT_UNMANAGED;
         if (argc < 2)
-                die("usage: shim-check malloc|threads N ITER|fork|exec|spawn|signals|closefds|protnone");
+                die("usage: shim-check malloc|threads N ITER|fork|exec|spawn|signals|closefds|protnone|churn N");
         mode = argv[1];
         printf("pid=%d\n", (int)getpid());
         fflush(stdout);
@@ -715,6 +750,8 @@ int main(int argc, char **argv)
                 mode_signals();
         else if (strcmp(mode, "protnone") == 0)
                 mode_protnone();
+        else if (strcmp(mode, "churn") == 0)
+                mode_churn(argc, argv);
         else
                 die("unknown mode %s", mode);
 out:
