@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * hugepaged-run: run a command with its large anonymous mappings managed by
- * hugepaged, through the LD_PRELOAD shim.
+ * hugepaged-run: run a command with its large anonymous memory (mappings and
+ * malloc blocks) managed by hugepaged, through the LD_PRELOAD shim.
  *
  *   hugepaged-run [--socket PATH] [--threshold N] [--min-size SIZE] [--debug]
  *                 [--] CMD [ARGS...]
@@ -43,24 +43,33 @@ static void help(void)
 {
         printf("Usage: %s [OPTIONS] [--] CMD [ARGS...]\n"
                "\n"
-               "Run CMD with its private anonymous mappings of --min-size and more\n"
-               "managed by hugepaged: first-touch faults served at 4 KiB, dense 2 MiB\n"
-               "regions promoted to huge pages. Without a daemon, or if the daemon\n"
-               "refuses, CMD runs unmanaged. The exit status is CMD's.\n"
+               "Run CMD with hugepaged managing its large private anonymous memory: the\n"
+               "mappings and malloc() blocks of --min-size and more get their first-touch\n"
+               "faults served at 4 KiB from 2 MiB reservations, and dense 2 MiB regions\n"
+               "become huge pages. CMD needs no change; the programs it starts or execs\n"
+               "are managed too, each on its own. Without a daemon, or if the daemon\n"
+               "refuses, CMD runs unmanaged.\n"
                "\n"
                "Options:\n"
-               "      --socket PATH     the daemon's socket (default: $%s or %s)\n"
+               "      --socket PATH     the daemon's socket; default: $%s, else\n"
+               "                        %s\n"
                "      --threshold N     pages (1..%u) of a 2 MiB region in use before it is\n"
-               "                        promoted (default: the daemon's)\n"
-               "      --min-size SIZE   smallest mapping to manage, e.g. 2M, 512K, 1G\n"
-               "                        (default: 2M)\n"
-               "      --debug           say whether each process is managed, and why not\n"
+               "                        promoted; default: the daemon's\n"
+               "      --min-size SIZE   smallest mapping or malloc() block managed, such as\n"
+               "                        2M, 512K or 1G; default: 2M\n"
+               "      --debug           each process says whether it is managed, and why not\n"
                "  -h, --help            show this help\n"
                "      --version         show the version\n"
                "\n"
-               "Environment: %s overrides where the shim is loaded from.\n",
-               program_invocation_short_name, HP_ENV_SOCKET, HUGEPAGED_DEFAULT_SOCKET,
-               HP_REGION_PAGES, HP_ENV_PRELOAD);
+               "The options set %s, %s, %s and\n"
+               "%s in CMD's environment, where the shim reads them; setting\n"
+               "them directly with LD_PRELOAD has the same effect. %s\n"
+               "overrides where the shim is loaded from.\n"
+               "\n"
+               "Exit status: CMD's (hugepaged-run becomes CMD); 127 if CMD is not found,\n"
+               "126 if it cannot be run, 2 for a usage error.\n",
+               program_invocation_short_name, HP_ENV_SOCKET, HUGEPAGED_DEFAULT_SOCKET, HP_REGION_PAGES,
+               HP_ENV_SOCKET, HP_ENV_THRESHOLD, HP_ENV_MIN_SIZE, HP_ENV_DEBUG, HP_ENV_PRELOAD);
 }
 
 _noreturn_ _printf_(1, 2)
