@@ -10,7 +10,8 @@
  * Must never: change what a call returns or how it fails unless it can keep
  * the promise (any doubt: behave exactly like libc's wrapper), allocate or
  * call anything that may mmap inside an interposed call, recurse into itself,
- * print anything except one line at start with HUGEPAGED_DEBUG, send a
+ * print anything except, with HUGEPAGED_DEBUG, one line at start and one if
+ * the connection is lost later, send a
  * request from a forked child on the parent's connection (it would register
  * in the parent's mm), or cost a system call per mmap once it is unmanaged.
  */
@@ -58,10 +59,24 @@ __thread bool shim_inside __attribute__((tls_model("initial-exec")));
 static struct hp_conn shim_conn = HP_CONN_NULL;     /* under shim_lock */
 static pthread_mutex_t shim_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned shim_threshold;                     /* 0: the daemon's default */
+static bool shim_debug_on;                          /* HUGEPAGED_DEBUG */
 
 static void shim_unmanage(void)
 {
         atomic_store_explicit(&shim_managed, false, memory_order_release);
+}
+
+_printf_(1, 2) static void shim_debug(const char *fmt, ...);
+
+/* The daemon went away (or broke the protocol): the process goes on
+ * unmanaged; its managed memory already gets ordinary page faults. Under
+ * shim_lock. */
+static void shim_connection_lost(void)
+{
+        shim_unmanage();
+        if (shim_debug_on)
+                shim_debug("no longer managed: %s; memory falls back to ordinary page faults",
+                           shim_conn.error[0] ? shim_conn.error : "the connection to the daemon was lost");
 }
 
 static bool shim_wants_mmap(size_t len, int flags, int fd, off_t off)
@@ -87,7 +102,7 @@ static int shim_register(void *addr, size_t len)
         if (shim_is_managed()) {
                 r = hp_conn_register(&shim_conn, (uintptr_t)addr, len, shim_threshold);
                 if (!hp_conn_is_open(&shim_conn))
-                        shim_unmanage();
+                        shim_connection_lost();
         }
         pthread_mutex_unlock(&shim_lock);
 
@@ -109,7 +124,7 @@ static int shim_sync(void *addr, size_t len)
         if (shim_is_managed()) {
                 r = hp_conn_sync(&shim_conn, (uintptr_t)addr, len);
                 if (!hp_conn_is_open(&shim_conn))
-                        shim_unmanage();
+                        shim_connection_lost();
         }
         pthread_mutex_unlock(&shim_lock);
         return r;
@@ -421,7 +436,7 @@ static int shim_parse_env(char *why, size_t why_size)
 __attribute__((constructor))
 static void shim_init(void)
 {
-        bool debug = env_flag(HP_ENV_DEBUG);
+        bool debug = shim_debug_on = env_flag(HP_ENV_DEBUG);
         char why[256] = "";
         const char *path;
         int saved_errno = errno, r;
