@@ -750,7 +750,11 @@ class Bench:
         for ln in lines:
             print("  ".join(str(x).ljust(w[k]) if k < 3 or k == 6 or k >= len(head) - 2 else str(x).rjust(w[k])
                             for k, x in enumerate(ln)).rstrip(), file=out)
-        notes = [f"  {r['case']} {r['metric']}: {r['note']}" for r in self.rows if r["note"]]
+        notes, seen = [], set()
+        for r in self.rows:
+            if r["note"] and r["note"] not in seen:   # say a shared explanation once
+                seen.add(r["note"])
+                notes.append(f"  {r['case']} {r['metric']}: {r['note']}")
         notes += [f"  {n}" for n in self.notes]
         if notes:
             print("notes:", file=out)
