@@ -27,8 +27,9 @@
  * Blocks are handed out at their mapping's start (2 MiB-aligned, so also
  * aligned for any alignment the caller may ask up to 2 MiB; larger ones get a
  * mapping aligned as asked). Fresh blocks are zero, so calloc() needs no
- * memset. A forked child is unmanaged: it makes no new blocks, but frees and
- * resizes the ones it inherited, which are ordinary memory there.
+ * memset. Up to 64 MiB of freed blocks stay mapped for reuse (malloc_trim()
+ * gives them back). A forked child is unmanaged: it makes no new blocks, but
+ * frees and resizes the ones it inherited, which are ordinary memory there.
  */
 #undef _FILE_OFFSET_BITS
 
@@ -69,6 +70,7 @@ struct hm_fns {
         void *(*valloc)(size_t);
         void *(*pvalloc)(size_t);
         size_t (*usable_size)(void *);
+        int (*trim)(size_t);                    /* may be NULL */
 };
 
 static struct hm_fns hm_next_fns;               /* written once, before hm_resolved */
@@ -171,6 +173,7 @@ static __attribute__((noinline)) const struct hm_fns *hm_resolve(void)
                 .valloc = hm_resolve_one("valloc"),
                 .pvalloc = hm_resolve_one("pvalloc"),
                 .usable_size = hm_resolve_one("malloc_usable_size"),
+                .trim = hm_resolve_one("malloc_trim"),
         };
         /* Without the core four nothing can work: there is no allocator after
          * us. That cannot happen with glibc; give up loudly rather than
@@ -318,9 +321,9 @@ static size_t hm_block_len(const void *p)
         return len;
 }
 
-/* Take p out of the registry (keeping its slot reserved if keep_slot).
+/* Take p out of the registry, keeping its slot reserved for hm_block_put().
  * Returns its length, or 0 if p is not ours. */
-static size_t hm_block_take(const void *p, bool keep_slot)
+static size_t hm_block_take(const void *p)
 {
         struct hm_entry *e;
         size_t len = 0;
@@ -330,8 +333,6 @@ static size_t hm_block_take(const void *p, bool keep_slot)
         if (e) {
                 len = e->len;
                 hm_remove_entry(e);
-                if (!keep_slot)
-                        hm_count--;
         }
         pthread_mutex_unlock(&hm_lock);
         return len;
@@ -362,12 +363,87 @@ static size_t hm_len_for(size_t n)
         return hp_round_up(n, n >= HP_REGION_SIZE ? HP_REGION_SIZE : HP_PAGE_SIZE);
 }
 
-/* A new block of at least n bytes aligned to align (a power of two), or NULL
- * with errno unchanged: the caller then asks the allocator it forwards to. */
-static void *hm_block_new(size_t n, size_t align)
+/* ---- freed blocks kept for reuse -----------------------------------------------
+ * A program that makes and drops large blocks in a loop (a Python bytes
+ * temporary, a growing buffer) would otherwise pay a mapping, a request to
+ * the daemon, first-touch faults and an unmap each time, where glibc reuses
+ * its heap. A few freed blocks stay mapped, populated and registered, like
+ * memory glibc keeps at the top of its heap (its trim threshold is at most
+ * 64 MiB too). Only while managed; emptied when that ends. */
+
+#define HM_CACHE_SLOTS 8
+#define HM_CACHE_BYTES (64u << 20)
+#define HM_CACHE_BLOCK_MAX (32u << 20)
+
+static struct hm_entry hm_cache[HM_CACHE_SLOTS];        /* under hm_lock; base 0: empty */
+static size_t hm_cache_bytes;                           /* under hm_lock */
+
+/* Take the best-fitting cached block for len bytes (at most 25% larger)
+ * out of the cache. Under hm_lock. */
+static struct hm_entry hm_cache_take(size_t len)
+{
+        struct hm_entry *best = NULL, e = {};
+
+        for (unsigned i = 0; i < HM_CACHE_SLOTS; i++) {
+                struct hm_entry *c = &hm_cache[i];
+                if (c->base && c->len >= len && c->len <= len + len / 4 && (!best || c->len < best->len))
+                        best = c;
+        }
+        if (best) {
+                e = *best;
+                *best = (struct hm_entry) {};
+                hm_cache_bytes -= e.len;
+        }
+        return e;
+}
+
+/* Keep a freed block if there is room. Under hm_lock. */
+static bool hm_cache_put(uintptr_t base, size_t len)
+{
+        if (len > HM_CACHE_BLOCK_MAX || hm_cache_bytes + len > HM_CACHE_BYTES || !shim_is_managed())
+                return false;
+        for (unsigned i = 0; i < HM_CACHE_SLOTS; i++) {
+                if (hm_cache[i].base == 0) {
+                        hm_cache[i] = (struct hm_entry) { .base = base, .len = len };
+                        hm_cache_bytes += len;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* Move every cached block to out[] (HM_CACHE_SLOTS entries) for unmapping
+ * outside the lock. Under hm_lock. */
+static unsigned hm_cache_drain(struct hm_entry out[])
+{
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < HM_CACHE_SLOTS; i++) {
+                if (hm_cache[i].base) {
+                        out[n++] = hm_cache[i];
+                        hm_cache[i] = (struct hm_entry) {};
+                }
+        }
+        hm_cache_bytes = 0;
+        return n;
+}
+
+static void hm_unmap_all(const struct hm_entry *e, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++)
+                (void) raw_munmap((void *)e[i].base, e[i].len);
+}
+
+/*
+ * A block of at least n bytes aligned to align (a power of two), zero-filled
+ * if zero, or NULL with errno unchanged: the caller then asks the allocator
+ * it forwards to. A fresh mapping is zero already; a reused one is cleared.
+ */
+static void *hm_block_new(size_t n, size_t align, bool zero)
 {
         int saved_errno = errno;
         size_t len = hm_len_for(n);
+        struct hm_entry reuse = {};
         void *p;
         int r;
 
@@ -375,9 +451,19 @@ static void *hm_block_new(size_t n, size_t align)
                 return NULL;
         pthread_mutex_lock(&hm_lock);
         r = hm_reserve();
+        if (r == 0 && align <= HP_REGION_SIZE) {
+                reuse = hm_cache_take(len);
+                if (reuse.base)
+                        hm_insert_slot(hm_table, hm_cap, reuse.base, reuse.len);
+        }
         pthread_mutex_unlock(&hm_lock);
         if (r < 0)
                 return NULL;
+        if (reuse.base) {
+                if (zero)
+                        memset((void *)reuse.base, 0, n);
+                return (void *)reuse.base;
+        }
 
         p = shim_map_block(len, align < HP_REGION_SIZE ? HP_REGION_SIZE : align);
         if (p == MAP_FAILED) {
@@ -393,12 +479,29 @@ static void *hm_block_new(size_t n, size_t align)
 /* Free p if it is ours; false if it is not. */
 static bool hm_block_free(void *p)
 {
-        size_t len = hm_block_take(p, false);
+        struct hm_entry drained[HM_CACHE_SLOTS];
+        unsigned ndrained = 0;
+        struct hm_entry *e;
+        size_t len = 0;
+        bool kept = false;
 
+        pthread_mutex_lock(&hm_lock);
+        e = hm_find((uintptr_t)p);
+        if (e) {
+                len = e->len;
+                hm_remove_entry(e);
+                hm_count--;
+                kept = hm_cache_put((uintptr_t)p, len);
+                if (!kept && hm_cache_bytes > 0 && !shim_is_managed())
+                        ndrained = hm_cache_drain(drained);
+        }
+        pthread_mutex_unlock(&hm_lock);
         if (len == 0)
                 return false;
         /* the daemon learns of it from the uffd's UNMAP event */
-        (void) raw_munmap(p, len);
+        if (!kept)
+                (void) raw_munmap(p, len);
+        hm_unmap_all(drained, ndrained);
         return true;
 }
 
@@ -424,7 +527,7 @@ static void *hm_block_realloc(const struct hm_fns *nx, void *p, size_t len, size
 
         /* Out of the registry while it moves: once moved, its old address is
          * free for another thread's new block. Its slot stays reserved. */
-        if (hm_block_take(p, true) == 0)
+        if (hm_block_take(p) == 0)
                 return NULL;    /* cannot happen: the caller found it */
         q = shim_remap_block(p, len, new_len);
         if (q != MAP_FAILED) {
@@ -442,7 +545,7 @@ static void *hm_block_realloc(const struct hm_fns *nx, void *p, size_t len, size
         /* mremap() failed (no room to grow or move, or a forked child's
          * mapping split by a promotion that was in flight at fork): copy. */
         errno = saved_errno;
-        q = hm_takes(n) ? hm_block_new(n, HM_MIN_ALIGN) : NULL;
+        q = hm_takes(n) ? hm_block_new(n, HM_MIN_ALIGN, false) : NULL;
         if (!q)
                 q = nx->malloc(n);
         if (!q)
@@ -461,7 +564,7 @@ _public_ void *malloc(size_t n)
 
         if (unlikely(!nx))
                 return hm_boot_alloc(n, HM_MIN_ALIGN);
-        if (unlikely(hm_takes(n)) && (p = hm_block_new(n, HM_MIN_ALIGN)))
+        if (unlikely(hm_takes(n)) && (p = hm_block_new(n, HM_MIN_ALIGN, false)))
                 return p;
         return nx->malloc(n);
 }
@@ -500,7 +603,7 @@ _public_ void *calloc(size_t nmemb, size_t size)
         }
         /* a fresh mapping is zero (the daemon serves zero pages too) */
         if (unlikely(!__builtin_mul_overflow(nmemb, size, &n) && hm_takes(n)) &&
-            (p = hm_block_new(n, HM_MIN_ALIGN)))
+            (p = hm_block_new(n, HM_MIN_ALIGN, true)))
                 return p;
         return nx->calloc(nmemb, size);
 }
@@ -538,7 +641,7 @@ _public_ void *realloc(void *p, size_t n)
          * it grows with mremap() from then on. */
         if (unlikely(hm_takes(n))) {
                 len = nx->usable_size(p);
-                if (len < n && (q = hm_block_new(n, HM_MIN_ALIGN))) {
+                if (len < n && (q = hm_block_new(n, HM_MIN_ALIGN, false))) {
                         memcpy(q, p, len);
                         nx->free(p);
                         return q;
@@ -585,7 +688,7 @@ _public_ int posix_memalign(void **ret, size_t align, size_t n)
                 return 0;
         }
         if (unlikely(hm_takes(n)) && is_power_of_2(align) && align % sizeof(void *) == 0 &&
-            (p = hm_block_new(n, align))) {
+            (p = hm_block_new(n, align, false))) {
                 *ret = p;
                 return 0;
         }
@@ -597,7 +700,7 @@ _public_ int posix_memalign(void **ret, size_t align, size_t n)
 static void *hm_aligned(size_t align, size_t n)
 {
         if (unlikely(hm_takes(n)) && is_power_of_2(align))
-                return hm_block_new(n, align);
+                return hm_block_new(n, align, false);
         return NULL;
 }
 
@@ -663,6 +766,20 @@ _public_ size_t malloc_usable_size(void *p)
         return nx ? nx->usable_size(p) : 0;
 }
 
+/* Give back what the cache of freed blocks holds, then what glibc holds. */
+_public_ int malloc_trim(size_t pad)
+{
+        const struct hm_fns *nx = hm_next();
+        struct hm_entry drained[HM_CACHE_SLOTS];
+        unsigned n;
+
+        pthread_mutex_lock(&hm_lock);
+        n = hm_cache_drain(drained);
+        pthread_mutex_unlock(&hm_lock);
+        hm_unmap_all(drained, n);
+        return ((nx && nx->trim) ? nx->trim(pad) : 0) || n > 0;
+}
+
 /* ---- fork ------------------------------------------------------------------- */
 
 /* The registry must be consistent in the child, which keeps using it. */
@@ -676,7 +793,13 @@ void shim_malloc_atfork_parent(void)
         pthread_mutex_unlock(&hm_lock);
 }
 
+/* The child is unmanaged: it keeps its blocks but needs no cache. */
 void shim_malloc_atfork_child(void)
 {
+        struct hm_entry drained[HM_CACHE_SLOTS];
+        unsigned n;
+
         pthread_mutex_init(&hm_lock, NULL);
+        n = hm_cache_drain(drained);
+        hm_unmap_all(drained, n);
 }

@@ -313,6 +313,21 @@ static void mode_malloc(void)
         verify(p, 4 * MiB, seed, "reallocarray grown");
         free(p);
 
+        /* a freed block reused, given back by malloc_trim, made again */
+        p = malloc(16 * MiB);
+        fill(p, 16 * MiB, ++seed);
+        free(p);
+        q = calloc(16, MiB);
+        check(q && all_zero(q, 16 * MiB), "calloc of a size just freed is zero");
+        fill(q, 16 * MiB, ++seed);
+        free(q);
+        malloc_trim(0);
+        q = malloc(16 * MiB);
+        check_block(q, 16 * MiB, "malloc after malloc_trim");
+        fill(q, 16 * MiB, ++seed);
+        verify(q, 16 * MiB, seed, "malloc after malloc_trim");
+        free(q);
+
         /* glibc-owned pointers that happen to look like ours: 2 MiB-aligned */
         p = memalign(REGION, 64);
         check(p && ((uintptr_t)p & (REGION - 1)) == 0, "memalign(2 MiB, 64)");
