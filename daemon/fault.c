@@ -97,9 +97,10 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
         unsigned threshold = rg->threshold ? rg->threshold : c->threshold;
         r = region_lookup(&c->regions, idx);
         if (!r) {
+                const struct region *prev2 = rg->start <= rstart - 2 * HP_REGION_SIZE ? region_lookup(&c->regions, idx - 2) : NULL;
                 const struct region *prev = rg->start <= rstart - HP_REGION_SIZE ? region_lookup(&c->regions, idx - 1) : NULL;
                 const struct region *next = rg->end >= rend + HP_REGION_SIZE ? region_lookup(&c->regions, idx + 1) : NULL;
-                enum promote_action a = whole ? region_first_fault_action(prev, next, page, c->dense_predict)
+                enum promote_action a = whole ? region_first_fault_action(prev2, prev, next, page, c->dense_predict)
                                               : PROMOTE_NONE;
                 e = region_add(&c->regions, idx, &r);
                 if (e < 0) {

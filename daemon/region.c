@@ -197,22 +197,24 @@ unsigned region_window(struct region *r, unsigned page, unsigned limit, unsigned
         return n;
 }
 
-enum promote_action region_first_fault_action(const struct region *prev, const struct region *next,
-                                              unsigned page, bool dense_predict)
+static bool promoted(const struct region *r)
 {
-        bool prev_huge = prev && prev->state != REGION_RESERVED && !(prev->flags & REGION_F_NO_PROMOTE);
-        bool next_huge = next && next->state != REGION_RESERVED && !(next->flags & REGION_F_NO_PROMOTE);
+        return r && r->state != REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE);
+}
 
+enum promote_action region_first_fault_action(const struct region *prev2, const struct region *prev,
+                                              const struct region *next, unsigned page, bool dense_predict)
+{
         if (!dense_predict)
                 return PROMOTE_NONE;
-        /* A sequential stream continuing from a promoted region into this one. */
-        if (prev_huge && page < 16)
+        /* A sequential stream continuing into this region: it must have gone
+         * through two promoted regions. One is not enough: memory that
+         * interleaves dense and sparse regions would promote the sparse
+         * region after each dense one, and then the next after it. */
+        if (promoted(prev) && promoted(prev2) && page < 16)
                 return PROMOTE_NATIVE;
-        /* A stream running downwards. */
-        if (next_huge && page >= HP_REGION_PAGES - 16)
-                return PROMOTE_NATIVE;
-        /* Surrounded by huge regions: dense memory, fill the gap. */
-        if (prev_huge && next_huge)
+        /* Surrounded by promoted regions: dense memory, fill the gap. */
+        if (promoted(prev) && promoted(next))
                 return PROMOTE_NATIVE;
         return PROMOTE_NONE;
 }

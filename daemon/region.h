@@ -85,10 +85,11 @@ enum promote_action {
 
 /*
  * Decide, at the first fault in a region, whether to promote at once.
- * prev/next: neighbouring records in the same range (NULL if none).
+ * prev2/prev/next: the records of the regions two before, one before and one
+ * after, in the same range (NULL if none).
  */
-enum promote_action region_first_fault_action(const struct region *prev, const struct region *next,
-                                              unsigned page, bool dense_predict);
+enum promote_action region_first_fault_action(const struct region *prev2, const struct region *prev,
+                                              const struct region *next, unsigned page, bool dense_predict);
 
 /* After serving: should this region be promoted now? */
 bool region_should_promote(const struct region *r, unsigned threshold, bool whole_region);

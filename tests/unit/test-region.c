@@ -103,15 +103,20 @@ static void test_decisions(void)
         struct region huge = { .state = REGION_HUGE }, res = { .state = REGION_RESERVED },
                       failed = { .state = REGION_RESERVED, .flags = REGION_F_NO_PROMOTE };
 
-        assert(region_first_fault_action(NULL, NULL, 0, true) == PROMOTE_NONE);
-        assert(region_first_fault_action(&huge, NULL, 0, true) == PROMOTE_NATIVE);
-        assert(region_first_fault_action(&huge, NULL, 0, false) == PROMOTE_NONE);
-        assert(region_first_fault_action(&huge, NULL, 300, true) == PROMOTE_NONE);     /* not a stream */
-        assert(region_first_fault_action(NULL, &huge, 511, true) == PROMOTE_NATIVE);   /* downward stream */
-        assert(region_first_fault_action(&huge, &huge, 300, true) == PROMOTE_NATIVE);  /* gap in dense */
-        assert(region_first_fault_action(&res, &res, 0, true) == PROMOTE_NONE);        /* sparse neighbours */
-        assert(region_first_fault_action(&failed, NULL, 0, true) == PROMOTE_NONE);
-
+        assert(region_first_fault_action(NULL, NULL, NULL, 0, true) == PROMOTE_NONE);
+        /* a stream through two promoted regions continues into this one */
+        assert(region_first_fault_action(&huge, &huge, NULL, 0, true) == PROMOTE_NATIVE);
+        assert(region_first_fault_action(&huge, &huge, NULL, 0, false) == PROMOTE_NONE);
+        assert(region_first_fault_action(&huge, &huge, NULL, 300, true) == PROMOTE_NONE);     /* not a stream */
+        /* one promoted neighbour is not a stream: dense and sparse regions
+         * interleaved must not promote the sparse one after each dense one */
+        assert(region_first_fault_action(&res, &huge, NULL, 0, true) == PROMOTE_NONE);
+        assert(region_first_fault_action(NULL, &huge, NULL, 0, true) == PROMOTE_NONE);
+        assert(region_first_fault_action(&huge, &res, NULL, 0, true) == PROMOTE_NONE);
+        assert(region_first_fault_action(NULL, NULL, &huge, 511, true) == PROMOTE_NONE);
+        assert(region_first_fault_action(NULL, &huge, &huge, 300, true) == PROMOTE_NATIVE);   /* gap in dense */
+        assert(region_first_fault_action(&res, &res, &res, 0, true) == PROMOTE_NONE);         /* sparse neighbours */
+        assert(region_first_fault_action(&failed, &failed, NULL, 0, true) == PROMOTE_NONE);
         struct region r = { .state = REGION_RESERVED };
         region_mark(&r, 0, 63);
         assert(!region_should_promote(&r, 64, true));
