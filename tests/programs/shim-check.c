@@ -585,7 +585,7 @@ static void mode_signals(void)
         if (setitimer(ITIMER_REAL, &it, NULL) < 0)
                 die("setitimer: %m");
 
-        for (unsigned round = 0; round < 4; round++) {
+        for (unsigned round = 0; round < 2; round++) {
                 unsigned char *p = round % 2 ? calloc(1, n) : malloc(n);
                 if (!p)
                         die("allocation failed");

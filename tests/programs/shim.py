@@ -27,7 +27,7 @@ from progtest import hptest
 
 MODES = [
     ("malloc", []),
-    ("threads", ["8", "40"]),
+    ("threads", ["8", "20"]),
     ("fork", []),
     ("exec", []),
     ("spawn", []),
