@@ -103,6 +103,12 @@ static void client_free(struct client *c)
         free(c);
 }
 
+void client_free_all(struct manager *m)
+{
+        while (m->clients)
+                client_free(m->clients);
+}
+
 static void watch_stopped(struct watch *w)
 {
         struct client *c = w->data;

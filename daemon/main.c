@@ -394,6 +394,7 @@ int main(int argc, char **argv)
         promote_queue_free(m.pq);
         m.trace = trace_stop(m.trace);
         loop_deinit(&m.loop);
+        client_free_all(&m);
         heartbeat_stop(&m);
         limits_stop(&m);
         manager_config_done(&m);

@@ -126,6 +126,8 @@ struct manager {
 /* client.c */
 void client_accept(struct manager *m);
 void client_disconnect(struct client *c, const char *why);
+/* At exit, once the loop is gone (no watch can run): free every client. */
+void client_free_all(struct manager *m);
 struct client *client_by_id(struct manager *m, uint64_t id);
 void client_stats(struct client *c, struct hp_stats *ret);
 /* Answer the SYNC requests whose span has no promotion in flight any more. */
