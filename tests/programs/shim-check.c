@@ -24,7 +24,8 @@
  *                    socket is gone and never touch the fds that replaced it)
  *   protnone         a reservation mapped PROT_NONE and opened with mprotect()
  *                    piece by piece, like glibc's arena heaps, shrunk with
- *                    MAP_FIXED and MADV_DONTNEED
+ *                    MAP_FIXED and MADV_DONTNEED; then a block purged like
+ *                    jemalloc purges (MADV_FREE, MADV_DONTNEED)
  *   churn N          N rounds of mmap/mremap/munmap and malloc/calloc/realloc/
  *                    free (for counting the shim's system calls)
  *
@@ -347,6 +348,51 @@ static void mode_malloc(void)
                 verify_part(p, 12 * MiB + PAGE, 20 * MiB - PAGE, seed, "after the DONTNEED range");
         }
         free(p);
+}
+
+/* ---- purging -------------------------------------------------------------------- */
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+/* What jemalloc does to the extents it keeps: MADV_FREE (lazy: the pages go
+ * only under pressure, forced here with MADV_PAGEOUT, after which they read
+ * back zero and fault again) and MADV_DONTNEED, on sparse and dense parts. */
+static void purge_checks(void)
+{
+        const size_t n = 64 * MiB;
+        size_t zero = 0, kept = 0;
+        void *v = NULL;
+        unsigned char *p;
+
+        /* page-aligned with glibc too, for madvise */
+        if (posix_memalign(&v, REGION, n) != 0)
+                die("posix_memalign failed");
+        p = v;
+        check_block(p, n, "purge");
+        /* sparse: 8 pages per region, below any promotion threshold */
+        for (size_t r = 0; r < n / 2; r += REGION)
+                for (size_t k = 0; k < 8; k++)
+                        p[r + k * PAGE] = 7;
+        fill(p + n / 2, n / 2, 900);            /* dense */
+        check(madvise(p, n, MADV_FREE) == 0, "madvise MADV_FREE");
+        check(madvise(p, n, MADV_PAGEOUT) == 0, "madvise MADV_PAGEOUT");
+        for (size_t r = 0; r < n / 2; r += REGION)
+                for (size_t k = 0; k < 8; k++)
+                        *(p[r + k * PAGE] == 0 ? &zero : &kept) += 1;
+        /* each page is either discarded (zero) or, if the kernel kept it, intact */
+        check(zero + kept == n / 2 / REGION * 8, "MADV_FREE pages read back zero or intact");
+        fill(p, n, 901);
+        verify(p, n, 901, "refilled after MADV_FREE");
+        check(madvise(p + n / 4, n / 2, MADV_DONTNEED) == 0, "madvise MADV_DONTNEED");
+        check(all_zero(p + n / 4, n / 2), "MADV_DONTNEED part reads back zero");
+        verify(p, n / 4, 901, "below the MADV_DONTNEED part");
+        verify_part(p, 3 * n / 4, n / 4, 901, "above the MADV_DONTNEED part");
+        fill(p, n, 902);
+        verify(p, n, 902, "refilled after MADV_DONTNEED");
+        free(p);
+        printf("purged_zero=%zu\n", zero);
 }
 
 /* ---- threads ------------------------------------------------------------------- */
@@ -763,8 +809,10 @@ int main(int argc, char **argv)
                 mode_spawn();
         else if (strcmp(mode, "signals") == 0)
                 mode_signals();
-        else if (strcmp(mode, "protnone") == 0)
+        else if (strcmp(mode, "protnone") == 0) {
                 mode_protnone();
+                purge_checks();
+        }
         else if (strcmp(mode, "churn") == 0)
                 mode_churn(argc, argv);
         else

@@ -16,7 +16,8 @@ not the shim's idea of them):
   on their own
 - signals: faults served under a storm of signals
 - closefds: a program that closes every fd at start-up and reuses the numbers
-- protnone: glibc-arena-like PROT_NONE reservations opened with mprotect()
+- protnone: glibc-arena-like PROT_NONE reservations opened with mprotect(),
+  and jemalloc-like purging (MADV_FREE, MADV_DONTNEED)
 """
 
 import os
