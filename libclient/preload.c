@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -215,8 +216,11 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
                     ((uintptr_t)old & (HP_PAGE_SIZE - 1)) || old_len > SIZE_MAX / 4)
                         return MAP_FAILED;
                 if (shim_sync(old, old_plen) < 0) {
-                        errno = EFAULT;
-                        return MAP_FAILED;
+                        /* No daemon any more (killed, say, in the middle of
+                         * that promotion): when the kernel drops its uffd it
+                         * merges the pieces back. Give it a moment. */
+                        struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
+                        (void) nanosleep(&ts, NULL);
                 }
         }
 
