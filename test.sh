@@ -5,6 +5,13 @@
 #   ./test.sh                      install what is missing, build, run all tests
 #   ./test.sh --build-only         install what is missing and build (run.sh uses this)
 #   ./test.sh [MESON TEST ARGS]    e.g. ./test.sh --suite unit, ./test.sh sparse
+#   ./test.sh --sanitize [ARGS]    build in build-sanitize with ASan and UBSan and run the
+#                                  tests there (ARGS as above); any sanitizer report fails
+#                                  the run. The preload shim, and the workloads it is
+#                                  loaded into, are built without (they must not load the
+#                                  sanitizer runtime first).
+#   ./test.sh --fuzz [SECONDS]     build the libFuzzer harnesses (tests/fuzz) with clang in
+#                                  build-fuzz and run each for SECONDS (default 60)
 #
 # The exit status is that of `meson test`.
 set -euo pipefail
@@ -17,6 +24,7 @@ packages=(
   python3 util-linux strace  # strace: tests/programs/shim_absent.py
   sqlite3 redis-server redis-tools scdoc dbus libbpf-dev bpftool clang
   systemd man-db  # tests/dbus: systemd-analyze verify, systemd-sysusers, man -l
+  libclang-rt-14-dev  # libFuzzer for ./test.sh --fuzz
 )
 
 install_missing_packages() {
@@ -51,7 +59,66 @@ build() {
   ninja -C build
 }
 
+# setup_dir DIR [MESON SETUP OPTIONS]: configure DIR once, then build it.
+setup_dir() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    if [ -d "$dir" ]; then
+      meson setup --wipe "$dir" "$@"
+    else
+      meson setup "$dir" "$@"
+    fi
+  fi
+  ninja -C "$dir"
+}
+
+# Every process writes its sanitizer reports to a file in one directory
+# (any user may: some tests run clients as nobody): reports from processes
+# the tests only kill or whose exit status they ignore still fail the run.
+run_sanitized() {
+  setup_dir build-sanitize -Db_sanitize=address,undefined -Db_lundef=false
+  local reports rc=0
+  reports=$(mktemp -d /tmp/hugepaged-sanitize.XXXXXX)
+  chmod 1777 "$reports"
+  export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:check_initialization_order=1:strict_string_checks=1"
+  export UBSAN_OPTIONS="log_path=$reports/ubsan:halt_on_error=1:print_stacktrace=1"
+  export HP_SANITIZE=1
+  meson test -C build-sanitize --print-errorlogs "$@" || rc=$?
+  if compgen -G "$reports/*" >/dev/null; then
+    echo "test.sh: sanitizer reports:" >&2
+    for f in "$reports"/*; do
+      echo "==== $f" >&2
+      cat "$f" >&2
+    done
+    rc=1
+  fi
+  rm -rf "$reports"
+  return "$rc"
+}
+
+run_fuzz() {
+  local seconds=${1:-60} rc=0
+  CC=clang setup_dir build-fuzz -Dfuzz=true
+  meson configure build-fuzz -Dfuzz_seconds="$seconds"
+  meson test -C build-fuzz --suite fuzz --print-errorlogs || rc=$?
+  grep -h '^fuzz: ' build-fuzz/meson-logs/testlog.txt || true
+  return "$rc"
+}
+
 install_missing_packages
+case "${1:-}" in
+--sanitize)
+  shift
+  run_sanitized "$@"
+  exit
+  ;;
+--fuzz)
+  shift
+  run_fuzz "$@"
+  exit
+  ;;
+esac
 build
 
 if [ "${1:-}" = "--build-only" ]; then
