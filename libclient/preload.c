@@ -238,9 +238,6 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
 static void *shim_map_aligned(size_t len, size_t align)
 {
         const int prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS;
-        uintptr_t raw, aligned;
-        size_t over, head, tail;
-        void *p;
 
         if (align <= HP_REGION_SIZE)
                 return hp_mmap_aligned(len, prot, flags);
@@ -248,29 +245,7 @@ static void *shim_map_aligned(size_t len, size_t align)
                 errno = ENOMEM;
                 return MAP_FAILED;
         }
-        over = len + align;
-        p = raw_mmap(NULL, over, prot, flags, -1, 0);
-        if (p == MAP_FAILED)
-                return MAP_FAILED;
-        raw = (uintptr_t)p;
-        aligned = (raw + align - 1) & ~(uintptr_t)(align - 1);
-        head = aligned - raw;
-        tail = over - head - len;
-        /* on failure unmap what is still ours, and only that (see
-         * hp_mmap_aligned) */
-        if (head > 0 && raw_munmap(p, head) < 0) {
-                int e = errno;
-                raw_munmap(p, over);
-                errno = e;
-                return MAP_FAILED;
-        }
-        if (tail > 0 && raw_munmap((void *)(aligned + len), tail) < 0) {
-                int e = errno;
-                raw_munmap((void *)aligned, over - head);
-                errno = e;
-                return MAP_FAILED;
-        }
-        return (void *)aligned;
+        return hp_mmap_aligned_to(len, align, prot, flags);
 }
 
 void *shim_map_block(size_t len, size_t align)

@@ -52,13 +52,13 @@ static inline size_t hp_round_up(size_t v, size_t align)
 
 /*
  * Map len bytes (page aligned, at most SIZE_MAX/2) private anonymous memory
- * at a 2 MiB-aligned address: map len + 2 MiB, then unmap the head and the
- * tail. flags must not contain MAP_FIXED. On failure nothing stays mapped
+ * at an address aligned to align (a power of two, 2 MiB for hp_mmap_aligned):
+ * map len + align, then unmap the head and the tail. flags must not contain MAP_FIXED. On failure nothing stays mapped
  * (unless even the clean-up munmap fails, which only leaks address space).
  */
-static inline void *hp_mmap_aligned(size_t len, int prot, int flags)
+static inline void *hp_mmap_aligned_to(size_t len, size_t align, int prot, int flags)
 {
-        size_t over = len + HP_REGION_SIZE, head, tail;
+        size_t over = len + align, head, tail;
         uintptr_t raw, aligned;
         void *p;
 
@@ -66,7 +66,7 @@ static inline void *hp_mmap_aligned(size_t len, int prot, int flags)
         if (p == MAP_FAILED)
                 return MAP_FAILED;
         raw = (uintptr_t)p;
-        aligned = (raw + HP_REGION_SIZE - 1) & ~(uintptr_t)(HP_REGION_SIZE - 1);
+        aligned = (raw + align - 1) & ~(uintptr_t)(align - 1);
         head = aligned - raw;
         tail = over - head - len;
 
@@ -86,6 +86,11 @@ static inline void *hp_mmap_aligned(size_t len, int prot, int flags)
                 return MAP_FAILED;
         }
         return (void *)aligned;
+}
+
+static inline void *hp_mmap_aligned(size_t len, int prot, int flags)
+{
+        return hp_mmap_aligned_to(len, HP_REGION_SIZE, prot, flags);
 }
 
 #endif
