@@ -27,6 +27,7 @@
 
 #define MSGS_PER_READ 64
 #define READS_PER_WAKEUP 16     /* fairness: other clients get a turn */
+#define NATIVE_AHEAD_MAX 16     /* regions handed to the kernel ahead of a stream */
 
 #define COUNT(cl, field, n) do { (cl)->c.field += (n); (cl)->m->c.field += (n); } while (0)
 
@@ -77,6 +78,28 @@ static int copy_window(struct client *c, struct region *r, uint64_t rstart, unsi
         return e;
 }
 
+/*
+ * Regions [idx, idx + n) were unregistered ahead of a sequential stream:
+ * record each and queue its native job (the worker waits for the stream to
+ * get there; promote.c registers them again, touched or not).
+ */
+static void native_ahead(struct client *c, uint64_t idx, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++) {
+                struct region *r;
+                if (region_add(&c->regions, idx + i, &r) == 0) {
+                        r->flags |= REGION_F_NATIVE | REGION_F_AHEAD;
+                        if (promote_region(c, r, true) == 0)
+                                continue;
+                        region_remove(&c->regions, r);
+                }
+                /* Out of memory: leave the rest to the kernel for good. */
+                uint64_t start = (idx + i) << REGION_SHIFT;
+                fault_drop_span(c, start, start + ((uint64_t)(n - i) << REGION_SHIFT));
+                return;
+        }
+}
+
 static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
 {
         struct manager *m = c->m;
@@ -108,10 +131,14 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                         return;
                 }
                 if (a == PROMOTE_NATIVE) {
-                        /* Dense fast path: let the kernel install a THP at this fault. */
-                        e = region_unregister(c, rstart, HP_REGION_SIZE);
+                        /* Dense fast path: let the kernel install a THP at
+                         * this fault, and at the next regions of the stream. */
+                        unsigned ahead = region_native_ahead(&c->regions, idx, rg->start >> REGION_SHIFT,
+                                                             rg->end >> REGION_SHIFT, NATIVE_AHEAD_MAX);
+                        e = region_unregister(c, rstart, (uint64_t)(1 + ahead) << REGION_SHIFT);
                         if (e == 0) {
                                 wake(c, page_addr, HP_PAGE_SIZE);
+                                native_ahead(c, idx + 1, ahead);
                                 r->flags |= REGION_F_NATIVE;
                                 if (promote_region(c, r, true) == 0) {
                                         uint64_t dt = now_ns() - t0;

@@ -39,6 +39,7 @@
 #include "util.h"
 
 #define NATIVE_WAIT_NS (100 * 1000000ull)     /* for the woken thread's THP fault */
+#define NATIVE_RETRY_US 200
 #define COLLAPSE_TRIES 3
 #define FILL_AGAIN_TRIES 2000   /* x 50 us: an unmap or remap the main thread has to read */
 
@@ -49,6 +50,7 @@ struct promote_job {
         struct client_fds *fds;
         bool native;
         uint64_t t_queued;
+        uint64_t t_retry;       /* native: not before this (0: at once) */
         uint64_t bits[HP_REGION_PAGES / 64];   /* fill: pages known populated at queue time */
         bool fill_done;         /* fill: holes filled, the collapse is next */
         unsigned filled;        /* fill: pages copied by the worker */
@@ -230,11 +232,17 @@ static void *worker_main(void *arg)
                         j = job_list_pop(&q->collapse);
                 pthread_mutex_unlock(&q->lock);
 
+                /* A native job looks again at most every NATIVE_RETRY_US:
+                 * many of them waiting (a stream's regions ahead) must not
+                 * keep the worker spinning. */
+                uint64_t t = j->t_retry ? now_ns() : 0;
+                if (t && t < j->t_retry)
+                        sleep_us((long)((j->t_retry - t) / 1000) + 1);
                 enum job_step step = run_job(j, q->zero);
                 if (step == JOB_DONE)
                         j->fds = client_fds_unref(j->fds);
-                else if (step == JOB_RETRY && !q->urgent.head && !q->collapse.head)
-                        sleep_us(200);  /* nothing else to do: do not spin (racy read: only a hint) */
+                else if (step == JOB_RETRY)
+                        j->t_retry = now_ns() + NATIVE_RETRY_US * 1000ull;
 
                 pthread_mutex_lock(&q->lock);
                 if (step != JOB_DONE) {
@@ -430,6 +438,12 @@ static void job_apply(struct client *c, struct promote_job *j)
                         c->c.promotions++;
                         m->c.promotions++;
                 }
+                return;
+        }
+        if (j->native && j->result == -EINVAL && (r->flags & REGION_F_AHEAD)) {
+                /* Handed over ahead of a stream that never got there:
+                 * untouched, as if we had never seen it. */
+                region_remove(&c->regions, r);
                 return;
         }
         if (j->native && j->result != 0) {

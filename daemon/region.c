@@ -219,6 +219,20 @@ enum promote_action region_first_fault_action(const struct region *prev2, const 
         return PROMOTE_NONE;
 }
 
+unsigned region_native_ahead(const struct region_table *t, uint64_t idx, uint64_t first_idx, uint64_t end_idx,
+                             unsigned max)
+{
+        unsigned behind = 0, ahead = 0;
+
+        while (behind < max && idx >= first_idx + behind + 1 &&
+               promoted(region_lookup(t, idx - behind - 1)))
+                behind++;
+        while (ahead < behind && idx + ahead + 1 < end_idx &&
+               !region_lookup(t, idx + ahead + 1))
+                ahead++;
+        return ahead;
+}
+
 bool region_should_promote(const struct region *r, unsigned threshold, bool whole_region)
 {
         return whole_region && r->state == REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE) &&

@@ -29,6 +29,7 @@ enum {
         REGION_F_NO_PROMOTE = 1 << 0, /* promotion failed: stay at 4 KiB */
         REGION_F_NATIVE = 1 << 1,     /* promoted by a native THP fault (dense path) */
         REGION_F_GONE = 1 << 2,       /* unmapped or replaced while a worker had it */
+        REGION_F_AHEAD = 1 << 3,      /* native, ahead of a sequential stream: maybe never touched */
 };
 
 struct region {
@@ -93,6 +94,17 @@ enum promote_action region_first_fault_action(const struct region *prev2, const 
 
 /* After serving: should this region be promoted now? */
 bool region_should_promote(const struct region *r, unsigned threshold, bool whole_region);
+
+/*
+ * How many regions after `idx` to hand to the kernel along with it when a
+ * sequential stream reaches `idx`: as many as the stream has gone through
+ * promoted regions just before it (up to `max`), stopping at the first
+ * region that has a record or reaches `end_idx` (exclusive: the first region
+ * index past the range). Like readahead: a stream that went through 8
+ * regions will likely go through 8 more.
+ */
+unsigned region_native_ahead(const struct region_table *t, uint64_t idx, uint64_t first_idx, uint64_t end_idx,
+                             unsigned max);
 
 const char *region_state_name(int state);
 

@@ -555,6 +555,49 @@ static int cmd_dense(size_t len, bool random_order)
         return c.mismatches ? 1 : 0;
 }
 
+/*
+ * A sequential stream that stops: write the first HEAD regions in order
+ * (the daemon hands regions to the kernel ahead of such a stream), pause,
+ * then touch one page in each region after them. Those must be 4 KiB pages,
+ * not huge pages left behind by the stream's readahead.
+ */
+#define STREAM_HEAD 8
+#define STREAM_TAIL_PAGE 300    /* not near a region start: no stream there */
+
+static int cmd_stream_stop(size_t len)
+{
+        struct check c;
+        struct usage u;
+        uint64_t regions = len / REGION, head = STREAM_HEAD * REGION_PAGES, bad = 0;
+        double waited;
+
+        if (regions <= STREAM_HEAD)
+                die("stream-stop needs more than %d regions", STREAM_HEAD);
+        check_init(&c, "stream-stop");
+        char *p = map_anon(len);
+        range_fill(p, 0, head, opt.seed);
+        bool reached = wait_huge(p, STREAM_HEAD * REGION, STREAM_HEAD * REGION, &u, &waited);
+        sleep_s(opt.settle_s);
+        for (uint64_t r = STREAM_HEAD; r < regions; r++)
+                page_fill(p + (r * REGION_PAGES + STREAM_TAIL_PAGE) * PAGE, opt.seed, r * REGION_PAGES + STREAM_TAIL_PAGE);
+        uint64_t tail_rss = pagemap_resident((uintptr_t)p + STREAM_HEAD * REGION, (uintptr_t)p + len);
+        bad += range_verify(&c, p, 0, head, opt.seed);
+        for (uint64_t r = STREAM_HEAD; r < regions; r++) {
+                uint64_t pg = r * REGION_PAGES + STREAM_TAIL_PAGE;
+                bad += page_verify(&c, p + pg * PAGE, opt.seed, pg);
+        }
+
+        print_header("stream-stop", "addr", p, len);
+        printf("pid=%d\n", (int)getpid());
+        printf("head_huge_bytes=%" PRIu64 "\n", u.anon_huge);
+        printf("head_huge_reached=%d\n", reached);
+        printf("tail_pages_touched=%" PRIu64 "\n", regions - STREAM_HEAD);
+        printf("tail_rss_bytes=%" PRIu64 "\n", tail_rss);
+        printf("mismatches=%" PRIu64 "\n", c.mismatches);
+        unmap(p, len);
+        return bad ? 1 : 0;
+}
+
 /* ---- integrity --------------------------------------------------------- */
 
 #define MiB (1ul << 20)
@@ -1055,13 +1098,15 @@ static void usage(FILE *f)
               "  sparse SIZE               touch pages of every 2 MiB region, report Rss\n"
               "  dense-seq SIZE            write every page in order, wait for huge pages, verify\n"
               "  dense-rand SIZE           the same in a random page order\n"
+              "  stream-stop SIZE          write 8 regions in order, pause (--settle), touch one\n"
+              "                            page of every later region, report their Rss\n"
               "  integrity                 data checks across promotion, madvise, mremap, munmap,\n"
               "                            fork, kernel-mode faults and concurrent faults\n"
               "  threads-loop N SECONDS    N threads map, write, verify, unmap 64 MiB in a loop\n"
               "options:\n"
               "  --advise none|nohuge|huge madvise baseline for every mapping (default none)\n"
               "  --wait SECONDS            bound for waiting until memory is huge (default 30)\n"
-              "  --settle SECONDS          sparse: pause before measuring (default 0.5)\n"
+              "  --settle SECONDS          sparse, stream-stop: pause (default 0.5)\n"
               "  --per-region N            sparse: pages touched per 2 MiB region (default 1)\n"
               "  --seed N                  pattern seed (default 1)\n"
               "SIZE takes K, M, G suffixes (powers of 1024).\n", f);
@@ -1141,6 +1186,8 @@ int main(int argc, char **argv)
                 r = cmd_dense(parse_size(argv[0]), false);
         else if (!strcmp(cmd, "dense-rand") && argc == 1)
                 r = cmd_dense(parse_size(argv[0]), true);
+        else if (!strcmp(cmd, "stream-stop") && argc == 1)
+                r = cmd_stream_stop(parse_size(argv[0]));
         else if (!strcmp(cmd, "integrity") && argc == 0)
                 r = cmd_integrity();
         else if (!strcmp(cmd, "threads-loop") && argc == 2)

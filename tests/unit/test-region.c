@@ -117,6 +117,28 @@ static void test_decisions(void)
         assert(region_first_fault_action(NULL, &huge, &huge, 300, true) == PROMOTE_NATIVE);   /* gap in dense */
         assert(region_first_fault_action(&res, &res, &res, 0, true) == PROMOTE_NONE);         /* sparse neighbours */
         assert(region_first_fault_action(&failed, &failed, NULL, 0, true) == PROMOTE_NONE);
+        /* readahead: as far ahead as the stream has come, no further than
+         * the range or the first region with a record */
+        struct region_table t = REGION_TABLE_NULL;
+        struct region *x;
+        assert(region_native_ahead(&t, 10, 0, 100, 16) == 0);   /* nothing behind */
+        for (uint64_t i = 4; i < 10; i++) {
+                assert(region_add(&t, i, &x) == 0);
+                x->state = REGION_HUGE;
+        }
+        assert(region_native_ahead(&t, 10, 0, 100, 16) == 6);  /* 6 behind: 6 ahead */
+        assert(region_native_ahead(&t, 10, 0, 100, 4) == 4);   /* capped */
+        assert(region_native_ahead(&t, 10, 7, 100, 16) == 3);  /* range starts at 7 */
+        assert(region_native_ahead(&t, 10, 0, 13, 16) == 2);   /* regions 11, 12 only */
+        assert(region_add(&t, 12, &x) == 0);                    /* a record stops it */
+        assert(region_native_ahead(&t, 10, 0, 100, 16) == 1);
+        x = region_lookup(&t, 8);
+        x->flags |= REGION_F_NO_PROMOTE;
+        x->state = REGION_RESERVED;                              /* a failed one breaks the streak */
+        assert(region_native_ahead(&t, 10, 0, 100, 16) == 1);
+        assert(region_native_ahead(&t, 11, 0, 100, 16) == 0);  /* 10 has no record */
+        region_table_deinit(&t);
+
         struct region r = { .state = REGION_RESERVED };
         region_mark(&r, 0, 63);
         assert(!region_should_promote(&r, 64, true));
