@@ -402,12 +402,12 @@ int hp_conn_call(struct hp_conn *c, enum hp_msg_type type, void *req, size_t len
 }
 
 static int conn_range(struct hp_conn *c, enum hp_msg_type type, uint64_t addr, uint64_t length,
-                      uint32_t threshold)
+                      uint32_t threshold, uint32_t backend)
 {
         struct hp_range_req req = {
                 .addr = addr,
                 .length = length,
-                .backend = HP_RANGE_ANON,
+                .backend = backend,
                 .threshold = threshold,
         };
         union hp_msg_buf buf;
@@ -417,17 +417,30 @@ static int conn_range(struct hp_conn *c, enum hp_msg_type type, uint64_t addr, u
 
 int hp_conn_register(struct hp_conn *c, uint64_t addr, uint64_t length, uint32_t threshold)
 {
-        return conn_range(c, HP_MSG_REGISTER, addr, length, threshold);
+        return conn_range(c, HP_MSG_REGISTER, addr, length, threshold, HP_RANGE_ANON);
+}
+
+int hp_conn_register_hugetlb(struct hp_conn *c, uint64_t addr, uint64_t length)
+{
+        return conn_range(c, HP_MSG_REGISTER, addr, length, 0, HP_RANGE_HUGETLB);
+}
+
+int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages)
+{
+        struct hp_hugetlb_req req = { .pages = pages };
+        union hp_msg_buf buf;
+
+        return hp_conn_call(c, HP_MSG_HUGETLB_RESERVE, &req, sizeof(req), &buf, HP_MSG_REPLY);
 }
 
 int hp_conn_unregister(struct hp_conn *c, uint64_t addr, uint64_t length)
 {
-        return conn_range(c, HP_MSG_UNREGISTER, addr, length, 0);
+        return conn_range(c, HP_MSG_UNREGISTER, addr, length, 0, HP_RANGE_ANON);
 }
 
 int hp_conn_sync(struct hp_conn *c, uint64_t addr, uint64_t length)
 {
-        return conn_range(c, HP_MSG_SYNC, addr, length, 0);
+        return conn_range(c, HP_MSG_SYNC, addr, length, 0, HP_RANGE_ANON);
 }
 
 int hp_conn_set_policy(struct hp_conn *c, uint32_t threshold, uint32_t flags)

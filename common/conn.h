@@ -108,6 +108,11 @@ int hp_conn_call(struct hp_conn *c, enum hp_msg_type type, void *req, size_t len
 /* The requests, with the return values of hp_conn_call(). */
 int hp_conn_register(struct hp_conn *c, uint64_t addr, uint64_t length, uint32_t threshold);
 int hp_conn_unregister(struct hp_conn *c, uint64_t addr, uint64_t length);
+/* A private anonymous MAP_HUGETLB range (2 MiB aligned and sized). */
+int hp_conn_register_hugetlb(struct hp_conn *c, uint64_t addr, uint64_t length);
+/* Have `pages` free 2 MiB huge pages in the pool for the next MAP_HUGETLB
+ * mmap (0: that mmap failed, drop the request). c->error says why not. */
+int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages);
 int hp_conn_set_policy(struct hp_conn *c, uint32_t threshold, uint32_t flags);
 /* Wait until no promotion is in flight in the range (its VMAs are whole). */
 int hp_conn_sync(struct hp_conn *c, uint64_t addr, uint64_t length);

@@ -72,6 +72,15 @@ static void send_error(struct client *c, const struct hp_header *req, int status
         (void)client_send(c, &e, sizeof(e), -1);
 }
 
+void client_reply(struct client *c, uint32_t seq, int status, const char *text)
+{
+        struct hp_header req = { .seq = seq };
+        if (status < 0 && text)
+                send_error(c, &req, status, "%s", text);
+        else
+                send_reply(c, &req, status);
+}
+
 static void client_free(struct client *c)
 {
         struct manager *m = c->m;
@@ -101,6 +110,7 @@ static void client_free(struct client *c)
         range_set_deinit(&c->ranges);
         region_table_deinit(&c->regions);
         free(c);
+        hugetlb_client_gone(m);         /* its hugetlb pages go back to the pool */
 }
 
 void client_free_all(struct manager *m)
@@ -354,6 +364,10 @@ static void handle_register(struct client *c, const struct hp_range_req *req)
                 send_error(c, &req->hdr, -ENOSPC, "at most %u ranges per client", m->cfg.max_ranges);
                 return;
         }
+        if (req->backend == HP_RANGE_HUGETLB) {
+                hugetlb_register(c, req);
+                return;
+        }
         uint64_t start = req->addr, end = req->addr + req->length;
         r = vma_check_anon(c->maps_fd, c->pid, start, end, why, sizeof(why));
         if (r < 0) {
@@ -510,6 +524,9 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                 break;
         case HP_MSG_SYNC:
                 handle_sync(c, buf);
+                break;
+        case HP_MSG_HUGETLB_RESERVE:
+                hugetlb_reserve(c, buf);
                 break;
         case HP_MSG_SET_POLICY: {
                 const struct hp_policy *p = buf;

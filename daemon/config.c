@@ -346,6 +346,7 @@ static const struct config_item items[] = {
         ITEM("Policy", "MinSize", parse_bytes, C(min_size), .lo = 0, .hi = 1ull << 40),
         ITEM("Policy", "DensePrediction", parse_bool, C(dense_predict)),
         ITEM("Policy", "FaultWindow", parse_pages, C(max_window)),
+        ITEM("Pool", "HugetlbMaxSize", parse_size_or_percent, C(hugetlb_max)),
         ITEM("Pool", "Enabled", parse_bool, C(pool_enabled), .reserved = true),
         ITEM("Pool", "Backend", parse_pool_backend, C(pool_backend), .reserved = true),
         ITEM("Pool", "MaxSize", parse_size_or_percent, C(pool_max), .reserved = true),
@@ -354,7 +355,7 @@ static const struct config_item items[] = {
         ITEM("Budgets", "MaxConnectionsPerUser", parse_uint, C(max_connections_per_user), .lo = 1, .hi = 1u << 20),
         ITEM("Budgets", "HandshakeTimeoutSec", parse_uint, C(handshake_timeout_sec), .lo = 1, .hi = 3600),
         ITEM("Budgets", "MaxRequestsPerSecond", parse_uint, C(max_request_rate), .lo = 0, .hi = 1000000),
-        ITEM("Budgets", "MaxHugePerClient", parse_size_or_percent, C(huge_per_client), .reserved = true),
+        ITEM("Budgets", "MaxHugePerClient", parse_size_or_percent, C(huge_per_client)),
         ITEM("Budgets", "MaxReservedPerClient", parse_size_or_percent, C(reserved_per_client), .reserved = true),
 };
 #undef C
@@ -380,6 +381,7 @@ int config_init(struct config *c)
                 .dense_predict = true,
                 .max_window = 64,
                 .pool_backend = CONFIG_POOL_THP,
+                .hugetlb_max = { .percent = 25 },
                 .max_clients = 4096,
                 .max_ranges = 65536,
                 .max_connections_per_user = 1024,

@@ -49,6 +49,8 @@ struct config {
         bool dense_predict;
         uint32_t max_window;    /* largest served window, pages */
 
+        /* [Pool] HugetlbMaxSize=: 2 MiB pages the daemon may add to vm.nr_hugepages */
+        struct config_size hugetlb_max;
         /* [Pool]: reserved, parsed and validated, not yet used */
         bool pool_enabled;
         int pool_backend;       /* enum config_pool_backend */
@@ -60,7 +62,7 @@ struct config {
         unsigned max_connections_per_user;      /* per uid, handshakes included */
         unsigned handshake_timeout_sec;
         unsigned max_request_rate;      /* per client and second; 0: no limit */
-        struct config_size huge_per_client;     /* reserved */
+        struct config_size huge_per_client;     /* hugetlb pages a client may be charged; 0: no limit */
         struct config_size reserved_per_client; /* reserved */
 
         struct config_program *programs;

@@ -111,6 +111,10 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
         int e;
 
         COUNT(c, faults_served, 1);
+        if (rg && rg->backend == HP_RANGE_HUGETLB) {
+                hugetlb_fault(c, addr, t0);     /* hugetlb.c: one 2 MiB copy */
+                return;
+        }
         if (!rg) {
                 /* Registered by the kernel but not by us: an mremap grew a range. */
                 serve_page(c, page_addr);

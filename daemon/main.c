@@ -378,6 +378,8 @@ int main(int argc, char **argv)
         }
         if (heartbeat_start(&m) < 0 || limits_start(&m) < 0)
                 return 1;
+        if (hugetlb_start(&m) < 0)
+                return 1;
 
         log_info("listening on %s%s (threshold %u, dense prediction %s, %u worker%s)", m.cfg.socket_path,
                  m.socket_activated ? " (socket activation)" : "", m.cfg.threshold,
@@ -394,6 +396,7 @@ int main(int argc, char **argv)
         promote_queue_free(m.pq);
         m.trace = trace_stop(m.trace);
         loop_deinit(&m.loop);
+        hugetlb_stop(&m);       /* puts back what it added to the hugetlb pool */
         client_free_all(&m);
         heartbeat_stop(&m);
         limits_stop(&m);

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "hugepaged-protocol.h"
+#include "hugetlb.h"
 #include "limits.h"
 #include "loop.h"
 #include "range.h"
@@ -80,6 +81,7 @@ struct client {
         struct region_table regions;
         struct counters c;
         struct client_limits limits;    /* limits.c */
+        struct client_hugetlb hugetlb;  /* hugetlb.c */
 };
 
 /* Resolved AllowedUsers/AllowedGroups/AdminUsers/AdminGroups (reload.c). */
@@ -109,6 +111,7 @@ struct manager {
         struct counters c;      /* totals over all clients, past and present */
 
         struct promote_queue *pq;
+        struct hugetlb_pool *hugetlb;   /* hugetlb.c; NULL when the kernel has no 2 MiB huge pages */
         struct trace *trace;    /* in-kernel tracing (trace.c), NULL when off */
 
         /* D-Bus (bus-thread.c) and systemd (notify.c) */
@@ -130,6 +133,8 @@ void client_disconnect(struct client *c, const char *why);
 void client_free_all(struct manager *m);
 struct client *client_by_id(struct manager *m, uint64_t id);
 void client_stats(struct client *c, struct hp_stats *ret);
+/* Answer request seq: REPLY with status, or ERROR with text when status < 0. */
+void client_reply(struct client *c, uint32_t seq, int status, const char *text);
 /* Answer the SYNC requests whose span has no promotion in flight any more. */
 void client_syncs_check(struct client *c);
 
@@ -175,6 +180,8 @@ int access_pidfd_alive(int pidfd);
 
 /* vma.c */
 int vma_check_anon(int maps_fd, pid_t pid, uint64_t start, uint64_t end, char *why, size_t whylen);
+/* [start, end) is private anonymous MAP_HUGETLB memory of 2 MiB pages: 0 or -errno with why. */
+int vma_check_hugetlb(int maps_fd, uint64_t start, uint64_t end, char *why, size_t whylen);
 /* 1 if the VMA containing addr lies inside [lo, hi), 0 if not, -errno (-ENOENT: unmapped). */
 int vma_within(int maps_fd, uint64_t addr, uint64_t lo, uint64_t hi);
 

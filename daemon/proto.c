@@ -83,8 +83,21 @@ int proto_check_request(const void *buf, size_t len, char *why, size_t whylen)
                 r = check_range(&m, m.threshold, why, whylen);
                 if (r < 0)
                         return r;
-                if (m.backend != HP_RANGE_ANON)
+                if (m.backend != HP_RANGE_ANON && m.backend != HP_RANGE_HUGETLB)
                         return fail(why, whylen, -EOPNOTSUPP, "backend %" PRIu32 " is not supported", m.backend);
+                if (m.backend == HP_RANGE_HUGETLB && hp_hugetlb_range_check(m.addr, m.length, m.threshold) < 0)
+                        return fail(why, whylen, -EINVAL, "hugetlb range %#" PRIx64 "+%#" PRIx64 " threshold %" PRIu32
+                                    ": not whole 2 MiB pages, or a threshold set", m.addr, m.length, m.threshold);
+                return type;
+        }
+        case HP_MSG_HUGETLB_RESERVE: {
+                struct hp_hugetlb_req m;
+                memcpy(&m, buf, sizeof(m));
+                r = hp_hugetlb_req_check(m.pages, m.flags, m.reserved);
+                if (r < 0)
+                        return fail(why, whylen, r, "hugetlb request of %" PRIu64 " pages flags %#" PRIx32
+                                    ": unknown flags, reserved field set or more than %llu pages",
+                                    m.pages, m.flags, (unsigned long long)HP_HUGETLB_PAGES_MAX);
                 return type;
         }
         case HP_MSG_UNREGISTER:

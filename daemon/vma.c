@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * vma.c: checks that a client's range is private anonymous memory, with
+ * vma.c: checks that a client's range is private anonymous memory (or
+ * private anonymous hugetlb memory for the hugetlb backend), with
  * PROCMAP_QUERY on the client's /proc/PID/maps (O(log n) per VMA, kernel
  * 6.11+) and a text parse of the same file on older kernels. Read-only.
  */
@@ -118,4 +119,54 @@ int vma_within(int maps_fd, uint64_t addr, uint64_t lo, uint64_t hi)
         if (ioctl(maps_fd, PROCMAP_QUERY, &q) < 0)
                 return -errno;
         return q.vma_start >= lo && q.vma_end <= hi;
+}
+
+/* PROCMAP_QUERY only (kernel 6.11+): it says the page size of a VMA. */
+int vma_check_hugetlb(int maps_fd, uint64_t start, uint64_t end, char *why, size_t whylen)
+{
+        uint64_t addr = start;
+
+        if (maps_fd < 0) {
+                snprintf(why, whylen, "cannot read the process's mappings");
+                return -EOPNOTSUPP;
+        }
+        for (unsigned i = 0; addr < end; i++) {
+                char name[64] = "";
+                struct procmap_query q = {
+                        .size = sizeof(q),
+                        .query_addr = addr,
+                        .vma_name_size = sizeof(name),
+                        .vma_name_addr = (uint64_t)(uintptr_t)name,
+                };
+                if (i >= VMA_CHECK_MAX) {
+                        snprintf(why, whylen, "range spans more than %d mappings", VMA_CHECK_MAX);
+                        return -E2BIG;
+                }
+                if (ioctl(maps_fd, PROCMAP_QUERY, &q) < 0) {
+                        int e = -errno;
+                        if (e == -ENOTTY || e == -EINVAL) {
+                                snprintf(why, whylen, "the hugetlb backend needs PROCMAP_QUERY (Linux 6.11)");
+                                return -EOPNOTSUPP;
+                        }
+                        if (e == -ENOENT || e == -ENAMETOOLONG) {
+                                snprintf(why, whylen, "%#" PRIx64 " is not %s", addr,
+                                         e == -ENOENT ? "mapped" : "anonymous hugetlb memory");
+                                return -EFAULT;
+                        }
+                        return e;
+                }
+                if (q.vma_start > addr) {
+                        snprintf(why, whylen, "%#" PRIx64 " is not mapped", addr);
+                        return -EFAULT;
+                }
+                /* MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB: the kernel's own hugetlbfs file */
+                if ((q.vma_flags & PROCMAP_QUERY_VMA_SHARED) || q.vma_page_size != HP_REGION_SIZE ||
+                    strncmp(name, "/anon_hugepage", 14) != 0) {
+                        snprintf(why, whylen, "%#llx-%#llx is not private anonymous hugetlb memory of 2 MiB pages",
+                                 (unsigned long long)q.vma_start, (unsigned long long)q.vma_end);
+                        return -EFAULT;
+                }
+                addr = q.vma_end;
+        }
+        return 0;
 }

@@ -46,6 +46,9 @@ enum hp_msg_type {
                                  * promotion is in flight in the range (while
                                  * one is, the mapping is split into several
                                  * VMAs and a resizing mremap() fails EFAULT) */
+        HP_MSG_HUGETLB_RESERVE, /* c->d: struct hp_hugetlb_req; REPLY once at least
+                                 * `pages` free huge pages are in the pool (the
+                                 * daemon grows it within its budget), else ERROR */
         _HP_MSG_MAX,
 };
 
@@ -72,7 +75,9 @@ struct hp_hello_reply {
         uint64_t reserved;
 };
 
-#define HP_RANGE_ANON    0u     /* private anonymous memory (the only backend so far) */
+#define HP_RANGE_ANON    0u     /* private anonymous memory */
+#define HP_RANGE_HUGETLB 1u     /* private anonymous MAP_HUGETLB memory, 2 MiB pages:
+                                 * addr and length 2 MiB aligned, threshold 0 */
 
 struct hp_range_req {
         struct hp_header hdr;
@@ -81,6 +86,22 @@ struct hp_range_req {
         uint32_t backend;       /* HP_RANGE_* */
         uint32_t threshold;     /* 0 = client default, else 1..512 */
 };
+
+/*
+ * Ask for `pages` free 2 MiB huge pages before a MAP_HUGETLB mmap. The
+ * daemon charges them to the client until it registers a hugetlb range (or
+ * sends pages = 0: its mmap failed) and grows vm.nr_hugepages if the pool
+ * is short. Errors: -EDQUOT (the client's budget), -ENOSPC (the daemon's
+ * budget), -ENOMEM (the kernel could not allocate the pages).
+ */
+struct hp_hugetlb_req {
+        struct hp_header hdr;
+        uint64_t pages;         /* 0..HP_HUGETLB_PAGES_MAX */
+        uint32_t flags;         /* must be 0 */
+        uint32_t reserved;      /* must be 0 */
+};
+
+#define HP_HUGETLB_PAGES_MAX (1ull << 24)       /* 32 TiB of 2 MiB pages */
 
 struct hp_policy {
         struct hp_header hdr;
@@ -152,6 +173,7 @@ static inline size_t hp_msg_size(uint16_t type)
         case HP_MSG_REPLY:       return sizeof(struct hp_header);
         case HP_MSG_ERROR:       return sizeof(struct hp_error);
         case HP_MSG_SYNC:        return sizeof(struct hp_range_req);
+        case HP_MSG_HUGETLB_RESERVE: return sizeof(struct hp_hugetlb_req);
         default:                 return 0;
         }
 }
@@ -196,6 +218,25 @@ static inline int hp_range_check(uint64_t addr, uint64_t length, uint32_t thresh
                 return -ERANGE;
         if (threshold > HP_REGION_PAGES)
                 return -ERANGE;
+        return 0;
+}
+
+/* The fields of a hugetlb pool request: 0, -EINVAL (flags or reserved set)
+ * or -ERANGE (more than HP_HUGETLB_PAGES_MAX pages). */
+static inline int hp_hugetlb_req_check(uint64_t pages, uint32_t flags, uint32_t reserved)
+{
+        if (flags != 0 || reserved != 0)
+                return -EINVAL;
+        if (pages > HP_HUGETLB_PAGES_MAX)
+                return -ERANGE;
+        return 0;
+}
+
+/* A hugetlb range must cover whole 2 MiB pages: 0 or -EINVAL. */
+static inline int hp_hugetlb_range_check(uint64_t addr, uint64_t length, uint32_t threshold)
+{
+        if ((addr & (HP_REGION_SIZE - 1)) || (length & (HP_REGION_SIZE - 1)) || threshold != 0)
+                return -EINVAL;
         return 0;
 }
 

@@ -5,13 +5,14 @@
  *
  * Owns: the process's one connection to the daemon (made in the constructor),
  * the interposed mmap/mmap64/munmap/mremap, 2 MiB alignment of the mappings
- * it manages, and the mapping of malloc.c's blocks (shim.h).
+ * it manages, the mapping of malloc.c's blocks (shim.h), and the hugetlb
+ * backend: the pool request before a MAP_HUGETLB mmap and its registration.
  *
  * Must never: change what a call returns or how it fails unless it can keep
  * the promise (any doubt: behave exactly like libc's wrapper), allocate or
  * call anything that may mmap inside an interposed call, recurse into itself,
- * print anything except, with HUGEPAGED_DEBUG, one line at start and one if
- * the connection is lost later, send a
+ * print anything except, with HUGEPAGED_DEBUG, one line at start, one if
+ * the connection is lost later and one per hugetlb request refused, send a
  * request from a forked child on the parent's connection (it would register
  * in the parent's mm), or cost a system call per mmap once it is unmanaged.
  */
@@ -61,6 +62,13 @@ static struct hp_conn shim_conn = HP_CONN_NULL;     /* under shim_lock */
 static pthread_mutex_t shim_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned shim_threshold;                     /* 0: the daemon's default */
 static bool shim_debug_on;                          /* HUGEPAGED_DEBUG */
+static bool shim_backend_hugetlb;                   /* HUGEPAGED_BACKEND=hugetlb */
+
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+#define SHIM_MAP_HUGE_SIZE (0x3fu << MAP_HUGE_SHIFT)
+#define SHIM_MAP_HUGE_2MB  (21u << MAP_HUGE_SHIFT)
 
 static void shim_unmanage(void)
 {
@@ -112,6 +120,73 @@ static int shim_register(void *addr, size_t len)
         if (r == 0)
                 (void) raw_madvise(addr, len, MADV_HUGEPAGE);
         return r;
+}
+
+/*
+ * The hugetlb backend. Before a MAP_HUGETLB mmap, ask the daemon for the
+ * pages (it grows the pool within its budget); after it, register the range
+ * so the daemon serves its faults. Returns 0 or -errno; under shim_lock.
+ */
+static int shim_hugetlb_call(bool reserve, void *addr, size_t len, uint64_t pages)
+{
+        int r = -ENOTCONN;
+
+        if (!shim_is_managed())
+                return r;
+        pthread_mutex_lock(&shim_lock);
+        if (shim_is_managed()) {
+                r = reserve ? hp_conn_hugetlb_reserve(&shim_conn, pages)
+                            : hp_conn_register_hugetlb(&shim_conn, (uintptr_t)addr, len);
+                if (r < 0 && hp_conn_is_open(&shim_conn) && shim_debug_on && pages)
+                        shim_debug("hugetlb: %s %zu bytes: %s", reserve ? "pool for" : "register",
+                                   (size_t)(pages * HP_REGION_SIZE), shim_conn.error[0] ? shim_conn.error : strerror(-r));
+                if (!hp_conn_is_open(&shim_conn))
+                        shim_connection_lost();
+        }
+        pthread_mutex_unlock(&shim_lock);
+        return r;
+}
+
+/* A private anonymous MAP_HUGETLB mapping of 2 MiB pages: the program's own,
+ * or (want_hugetlb) one the policy makes hugetlb. With hugetlb_only, return
+ * MAP_FAILED (errno untouched) when the pages cannot be had, so the caller
+ * maps ordinary memory instead. */
+static void *shim_mmap_hugetlb(void *addr, size_t len, int prot, int flags, bool hugetlb_only)
+{
+        int saved_errno = errno;
+        size_t hlen = hp_round_up(len, HP_REGION_SIZE);
+        uint64_t pages = hlen / HP_REGION_SIZE;
+        int r = shim_hugetlb_call(true, NULL, 0, pages);
+        void *p;
+
+        if (r < 0 && hugetlb_only)
+                return MAP_FAILED;
+        /* Refused or not: the kernel decides, as it would without the daemon. */
+        p = raw_mmap(addr, len, prot, flags | MAP_HUGETLB, -1, 0);
+        if (p == MAP_FAILED) {
+                int e = errno;
+                if (r == 0)
+                        (void) shim_hugetlb_call(true, NULL, 0, 0);
+                if (hugetlb_only)
+                        e = saved_errno;
+                errno = e;
+                return MAP_FAILED;
+        }
+        /* Populated or locked by the mmap itself: nothing left to serve. */
+        if (!(flags & (MAP_POPULATE | MAP_LOCKED)))
+                (void) shim_hugetlb_call(false, p, hlen, pages);
+        errno = saved_errno;
+        return p;
+}
+
+static bool shim_wants_hugetlb_mmap(size_t len, int flags, int fd, off_t off)
+{
+        int huge = flags & (int)SHIM_MAP_HUGE_SIZE;
+
+        return fd == -1 && off == 0 && (flags & MAP_TYPE) == MAP_PRIVATE && (flags & MAP_ANONYMOUS) &&
+               (flags & MAP_HUGETLB) && (huge == 0 || huge == (int)SHIM_MAP_HUGE_2MB) &&
+               !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_STACK | MAP_GROWSDOWN)) &&
+               len > 0 && len <= SIZE_MAX / 4;
 }
 
 /* Wait until the daemon has no promotion in flight in [addr, addr+len). */
@@ -280,11 +355,25 @@ _public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 {
         void *p;
 
-        if (!shim_is_managed() || !shim_wants_mmap(len, flags, fd, off) || shim_inside)
+        if (!shim_is_managed() || shim_inside)
+                return raw_mmap(addr, len, prot, flags, fd, off);
+        if (shim_wants_hugetlb_mmap(len, flags, fd, off)) {
+                shim_inside = true;
+                p = shim_mmap_hugetlb(addr, len, prot, flags, false);
+                shim_inside = false;
+                return p;
+        }
+        if (!shim_wants_mmap(len, flags, fd, off))
                 return raw_mmap(addr, len, prot, flags, fd, off);
 
         shim_inside = true;
-        p = shim_mmap(addr, len, prot, flags);
+        p = MAP_FAILED;
+        /* HUGEPAGED_BACKEND=hugetlb: whole 2 MiB pages become MAP_HUGETLB
+         * when the daemon can supply them, else ordinary managed memory. */
+        if (shim_backend_hugetlb && (len & (HP_REGION_SIZE - 1)) == 0)
+                p = shim_mmap_hugetlb(addr, len, prot, flags, true);
+        if (p == MAP_FAILED)
+                p = shim_mmap(addr, len, prot, flags);
         shim_inside = false;
         return p;
 }
@@ -405,10 +494,11 @@ static int shim_parse_env(char *why, size_t why_size)
         }
 
         e = secure_getenv(HP_ENV_BACKEND);
-        if (e && *e && strcmp(e, "anon") != 0) {
-                snprintf(why, why_size, "%s=%s is not supported (only anon)", HP_ENV_BACKEND, e);
+        if (e && *e && strcmp(e, "anon") != 0 && strcmp(e, "hugetlb") != 0) {
+                snprintf(why, why_size, "%s=%s is not supported (anon or hugetlb)", HP_ENV_BACKEND, e);
                 return -EINVAL;
         }
+        shim_backend_hugetlb = e && strcmp(e, "hugetlb") == 0;
         return 0;
 }
 
@@ -456,8 +546,8 @@ static void shim_init(void)
                 char threshold[16] = "default";
                 if (shim_threshold > 0)
                         snprintf(threshold, sizeof(threshold), "%u", shim_threshold);
-                shim_debug("managed by %s (mappings of %zu bytes and more, threshold %s)",
-                           path, shim_min_size, threshold);
+                shim_debug("managed by %s (mappings of %zu bytes and more, threshold %s%s)",
+                           path, shim_min_size, threshold, shim_backend_hugetlb ? ", backend hugetlb" : "");
         }
         shim_inside = false;
         errno = saved_errno;

@@ -74,7 +74,14 @@ int main(void)
         assert(range(HP_MSG_REGISTER, a, M2, 0, 0) == HP_MSG_REGISTER);
         assert(range(HP_MSG_REGISTER, a, M2, 0, 512) == HP_MSG_REGISTER);
         assert(range(HP_MSG_REGISTER, a, M2, 0, 513) == -ERANGE);
-        assert(range(HP_MSG_REGISTER, a, M2, 1, 0) == -EOPNOTSUPP);
+        assert(range(HP_MSG_REGISTER, a, M2, 7, 0) == -EOPNOTSUPP);
+        /* hugetlb ranges: whole 2 MiB pages, no threshold */
+        assert(range(HP_MSG_REGISTER, a, M2, HP_RANGE_HUGETLB, 0) == HP_MSG_REGISTER);
+        assert(range(HP_MSG_REGISTER, a, 3 * M2, HP_RANGE_HUGETLB, 0) == HP_MSG_REGISTER);
+        assert(range(HP_MSG_REGISTER, a + 4096, M2, HP_RANGE_HUGETLB, 0) == -EINVAL);
+        assert(range(HP_MSG_REGISTER, a, M2 + 4096, HP_RANGE_HUGETLB, 0) == -EINVAL);
+        assert(range(HP_MSG_REGISTER, a, M2, HP_RANGE_HUGETLB, 64) == -EINVAL);
+        assert(range(HP_MSG_REGISTER, 0, M2, HP_RANGE_HUGETLB, 0) == -ERANGE);
         assert(range(HP_MSG_REGISTER, a + 1, M2, 0, 0) == -EINVAL);
         assert(range(HP_MSG_REGISTER, a, 100, 0, 0) == -EINVAL);
         assert(range(HP_MSG_REGISTER, a, 0, 0, 0) == -EINVAL);
@@ -86,6 +93,27 @@ int main(void)
         assert(range(HP_MSG_SYNC, a, M2, 9, 9999) == HP_MSG_SYNC);
         assert(range(HP_MSG_SYNC, a + 8, M2, 0, 0) == -EINVAL);
         assert(range(HP_MSG_UNREGISTER, 0xffffffff81000000ull, M2, 0, 0) == -ERANGE);
+
+        /* hugetlb pool requests */
+        struct hp_hugetlb_req hr = { .pages = 256 };
+        hp_header_init(&hr.hdr, HP_MSG_HUGETLB_RESERVE, sizeof(hr), 1, 0);
+        assert(check(&hr, sizeof(hr)) == HP_MSG_HUGETLB_RESERVE);
+        hr.pages = 0;   /* cancels a request */
+        assert(check(&hr, sizeof(hr)) == HP_MSG_HUGETLB_RESERVE);
+        hr.pages = HP_HUGETLB_PAGES_MAX;
+        assert(check(&hr, sizeof(hr)) == HP_MSG_HUGETLB_RESERVE);
+        hr.pages = HP_HUGETLB_PAGES_MAX + 1;
+        assert(check(&hr, sizeof(hr)) == -ERANGE);
+        hr.pages = ~0ull;
+        assert(check(&hr, sizeof(hr)) == -ERANGE);
+        hr.pages = 1;
+        hr.flags = 1;
+        assert(check(&hr, sizeof(hr)) == -EINVAL);
+        hr.flags = 0;
+        hr.reserved = 1;
+        assert(check(&hr, sizeof(hr)) == -EINVAL);
+        hr.reserved = 0;
+        assert(check(&hr, sizeof(hr) - 1) == -EBADMSG);
 
         /* policy */
         struct hp_policy p = { .threshold = 64 };

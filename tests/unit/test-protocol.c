@@ -85,6 +85,22 @@ int main(void)
         assert(hp_range_check(HP_USER_ADDR_MAX, 4096, 0) == -ERANGE);
         assert(hp_range_check(2ull << 20, 4096, 513) == -ERANGE);
         assert(hp_range_check(2ull << 20, 4096, 512) == 0);
+        /* hugetlb: the pool request and whole 2 MiB ranges */
+        struct hp_hugetlb_req hr = { .pages = 4 };
+        hp_header_init(&hr.hdr, HP_MSG_HUGETLB_RESERVE, sizeof(hr), 3, 0);
+        assert(hp_msg_check(&hr, sizeof(hr)) == HP_MSG_HUGETLB_RESERVE);
+        assert(hp_msg_check(&hr, sizeof(hr) - 8) < 0);
+        assert(hp_hugetlb_req_check(0, 0, 0) == 0);
+        assert(hp_hugetlb_req_check(HP_HUGETLB_PAGES_MAX, 0, 0) == 0);
+        assert(hp_hugetlb_req_check(HP_HUGETLB_PAGES_MAX + 1, 0, 0) == -ERANGE);
+        assert(hp_hugetlb_req_check(~0ull, 0, 0) == -ERANGE);
+        assert(hp_hugetlb_req_check(1, 1, 0) == -EINVAL);
+        assert(hp_hugetlb_req_check(1, 0, 1) == -EINVAL);
+        assert(hp_hugetlb_range_check(2ull << 20, 2ull << 20, 0) == 0);
+        assert(hp_hugetlb_range_check(4ull << 20, 6ull << 20, 0) == 0);
+        assert(hp_hugetlb_range_check((2ull << 20) + 4096, 2ull << 20, 0) == -EINVAL);
+        assert(hp_hugetlb_range_check(2ull << 20, 4096, 0) == -EINVAL);
+        assert(hp_hugetlb_range_check(2ull << 20, 2ull << 20, 1) == -EINVAL);
         printf("protocol: ok\n");
         return 0;
 }

@@ -1,0 +1,671 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hugetlb.c: the hugetlb backend (see hugetlb.h): registration of
+ * MAP_HUGETLB ranges, their faults (one 2 MiB UFFDIO_COPY from the daemon's
+ * zero source each), and the pool of 2 MiB huge pages.
+ *
+ * Threads: everything that touches clients runs on the main thread. Every
+ * change of vm.nr_hugepages runs on one pool thread, in order: growing the
+ * pool, pre-touching the pages it added (the first touch of guest memory the
+ * host never backed costs milliseconds per 2 MiB, and belongs here, not on a
+ * client's fault) and shrinking it. Jobs carry a client id, never a client;
+ * results come back through a list and an eventfd.
+ *
+ * Kernel behaviour relied on (6.18):
+ * - UFFDIO_COPY into hugetlb must be 2 MiB aligned and sized; it allocates
+ *   the page from the pool (using the mapping's reservation if it has one).
+ * - With no free huge page, UFFDIO_COPY fails -EEXIST (not -ENOMEM): an
+ *   -EEXIST while the pool has nothing available means "grow the pool".
+ * - Lowering nr_hugepages below the pages in use or reserved turns those into
+ *   surplus pages, freed when released: shrinking never takes a page away.
+ * - fallocate() of a MFD_HUGETLB memfd allocates and zeroes pages that are
+ *   free and not reserved; closing the memfd gives them back to the pool.
+ * Must never: block the main thread on the pool, let a client's charge
+ * exceed its budget, or take the pool below the size it found at start.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "log.h"
+#include "manager.h"
+#include "util.h"
+
+#define HUGETLB_SYSFS "/sys/kernel/mm/hugepages/hugepages-2048kB/"
+#define JOBS_PER_CLIENT 4       /* requests a client may have waiting on the pool thread */
+
+enum job_kind {
+        JOB_RESERVE,    /* have `want` pages available, pre-touch what was added; reply */
+        JOB_FAULT,      /* have one page available for a fault waiting at addr */
+        JOB_SHRINK,     /* give back what the daemon added beyond `charged` */
+};
+
+struct pool_job {
+        struct pool_job *next;
+        enum job_kind kind;
+        uint64_t client_id;
+        uint32_t seq;
+        uint64_t addr;
+        uint64_t want;
+        uint64_t charged;
+        uint64_t budget;
+        uint64_t t0;            /* FAULT: when the fault was read */
+        int result;
+        char why[HP_ERROR_TEXT];
+};
+
+struct hugetlb_pool {
+        struct manager *m;
+        int nr_fd, free_fd, resv_fd;
+        uint64_t base;          /* nr_hugepages at start */
+        uint64_t faults;        /* main thread */
+        bool shrink_queued;     /* main thread */
+        int efd;
+        struct watch w_done;
+
+        pthread_t thread;
+        bool thread_started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct pool_job *queue, **queue_tail;   /* under lock */
+        struct pool_job *done, **done_tail;     /* under lock */
+        bool stop;                              /* under lock */
+        uint64_t added;         /* under lock; written by the pool thread */
+};
+
+/* ---- pure ------------------------------------------------------------------ */
+
+uint64_t hugetlb_shrink_target(uint64_t current, uint64_t added, uint64_t charged)
+{
+        uint64_t excess = added > charged ? added - charged : 0;
+        return current > excess ? current - excess : 0;
+}
+
+int64_t hugetlb_grow_amount(uint64_t available, uint64_t want, uint64_t added, uint64_t budget)
+{
+        if (available >= want)
+                return 0;
+        uint64_t need = want - available;
+        if (need > budget || added > budget - need)
+                return -ENOSPC;
+        return (int64_t)need;
+}
+
+/* ---- sysfs -------------------------------------------------------------------- */
+
+static int read_u64(int fd, uint64_t *ret)
+{
+        char buf[32];
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+                return n < 0 ? -errno : -EIO;
+        buf[n] = '\0';
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(buf, &end, 10);
+        if (errno || end == buf)
+                return -EIO;
+        *ret = v;
+        return 0;
+}
+
+static int write_u64(int fd, uint64_t v)
+{
+        char buf[32];
+        int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", v);
+        ssize_t w = pwrite(fd, buf, (size_t)n, 0);
+        if (w < 0)
+                return -errno;
+        return w == n ? 0 : -EIO;
+}
+
+/* Free pages nobody has reserved: what an allocation can take now. */
+static uint64_t pool_available(struct hugetlb_pool *p)
+{
+        uint64_t f = 0, r = 0;
+        if (read_u64(p->free_fd, &f) < 0 || read_u64(p->resv_fd, &r) < 0)
+                return 0;
+        return f > r ? f - r : 0;
+}
+
+/* ---- the pool thread ---------------------------------------------------------- */
+
+#define PRETOUCH_CHUNK 64                           /* pages per fallocate() */
+#define PRETOUCH_MAX_NS (3000ull * 1000000ull)      /* the client waits: well within its timeout */
+
+/* The host backs guest memory at its first touch (~3 ms per 2 MiB here, ~0.1
+ * ms once backed): do it here, once, not in the client's faults. */
+static void pretouch(uint64_t pages)
+{
+        _cleanup_close_ int fd = memfd_create("hugepaged-pretouch", MFD_HUGETLB | MFD_CLOEXEC);
+        uint64_t t0 = now_ns();
+
+        if (fd < 0 || ftruncate(fd, (off_t)(pages * HP_REGION_SIZE)) < 0)
+                return;
+        for (uint64_t i = 0; i < pages && now_ns() - t0 < PRETOUCH_MAX_NS; i += PRETOUCH_CHUNK) {
+                uint64_t n = pages - i < PRETOUCH_CHUNK ? pages - i : PRETOUCH_CHUNK;
+                /* -ENOSPC: someone took pages meanwhile; what was touched is touched */
+                if (fallocate(fd, 0, (off_t)(i * HP_REGION_SIZE), (off_t)(n * HP_REGION_SIZE)) < 0)
+                        break;
+        }
+}
+
+static void job_grow(struct hugetlb_pool *p, struct pool_job *j)
+{
+        uint64_t added, cur = 0, now = 0;
+
+        pthread_mutex_lock(&p->lock);
+        added = p->added;
+        pthread_mutex_unlock(&p->lock);
+        int64_t g = hugetlb_grow_amount(pool_available(p), j->want, added, j->budget);
+        if (g == 0)
+                return;
+        if (g < 0) {
+                j->result = -ENOSPC;
+                snprintf(j->why, sizeof(j->why), "%" PRIu64 " huge pages wanted: the daemon's budget "
+                         "(HugetlbMaxSize=, %" PRIu64 " pages) has %" PRIu64 " left", j->want, j->budget,
+                         j->budget > added ? j->budget - added : 0);
+                return;
+        }
+        int r = read_u64(p->nr_fd, &cur);
+        if (r >= 0)
+                r = write_u64(p->nr_fd, cur + (uint64_t)g);
+        /* a partial grow still changes the pool: read what it is now */
+        if (read_u64(p->nr_fd, &now) < 0)
+                now = cur;
+        uint64_t got = now > cur ? now - cur : 0;
+        pthread_mutex_lock(&p->lock);
+        p->added += got;
+        pthread_mutex_unlock(&p->lock);
+        if (got && j->kind == JOB_RESERVE)
+                pretouch(got);
+        log_debug("hugetlb pool: %" PRIu64 " -> %" PRIu64 " pages (%" PRId64 " wanted)", cur, now, g);
+        if (got < (uint64_t)g) {
+                j->result = -ENOMEM;
+                snprintf(j->why, sizeof(j->why), "the kernel added %" PRIu64 " of %" PRId64 " huge pages to the pool%s%s",
+                         got, g, r < 0 ? ": " : " (memory short or fragmented)", r < 0 ? strerror(-r) : "");
+        }
+}
+
+static void job_shrink(struct hugetlb_pool *p, struct pool_job *j)
+{
+        uint64_t cur, now;
+
+        if (read_u64(p->nr_fd, &cur) < 0)
+                return;
+        pthread_mutex_lock(&p->lock);
+        uint64_t target = hugetlb_shrink_target(cur, p->added, j->charged);
+        pthread_mutex_unlock(&p->lock);
+        if (target >= cur)
+                return;
+        int r = write_u64(p->nr_fd, target);
+        if (r < 0)
+                log_warning_errno(r, "hugetlb pool: cannot write nr_hugepages: %m");
+        if (read_u64(p->nr_fd, &now) < 0)
+                now = cur;
+        uint64_t removed = cur > now ? cur - now : 0;
+        pthread_mutex_lock(&p->lock);
+        p->added -= removed < p->added ? removed : p->added;
+        pthread_mutex_unlock(&p->lock);
+        log_debug("hugetlb pool: %" PRIu64 " -> %" PRIu64 " pages (%" PRIu64 " charged)", cur, now, j->charged);
+}
+
+static void *pool_thread(void *arg)
+{
+        struct hugetlb_pool *p = arg;
+
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                while (!p->queue && !p->stop)
+                        pthread_cond_wait(&p->cond, &p->lock);
+                if (p->stop)
+                        break;
+                struct pool_job *j = p->queue;
+                p->queue = j->next;
+                if (!p->queue)
+                        p->queue_tail = &p->queue;
+                pthread_mutex_unlock(&p->lock);
+
+                if (j->kind == JOB_SHRINK)
+                        job_shrink(p, j);
+                else
+                        job_grow(p, j);
+
+                pthread_mutex_lock(&p->lock);
+                j->next = NULL;
+                *p->done_tail = j;
+                p->done_tail = &j->next;
+                uint64_t one = 1;
+                if (write(p->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                        log_debug_errno(errno, "hugetlb pool: eventfd: %m");
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+static int queue_job(struct hugetlb_pool *p, const struct pool_job *tmpl)
+{
+        struct pool_job *j = malloc(sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        *j = *tmpl;
+        j->next = NULL;
+        pthread_mutex_lock(&p->lock);
+        *p->queue_tail = j;
+        p->queue_tail = &j->next;
+        pthread_cond_signal(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+}
+
+/* ---- budgets -------------------------------------------------------------------- */
+
+static uint64_t size_pages(const struct config_size *s)
+{
+        if (s->percent) {
+                struct sysinfo si;
+                if (sysinfo(&si) < 0)
+                        return 0;
+                return (uint64_t)si.totalram * si.mem_unit / 100 * s->percent / HP_REGION_SIZE;
+        }
+        return s->bytes / HP_REGION_SIZE;
+}
+
+static uint64_t budget_pages(struct manager *m)
+{
+        return size_pages(&m->cfg.hugetlb_max);
+}
+
+/* 0: no per-client limit */
+static uint64_t client_cap_pages(struct manager *m)
+{
+        return size_pages(&m->cfg.huge_per_client);
+}
+
+static uint64_t ranges_pages(const struct client *c)
+{
+        uint64_t n = 0;
+        for (size_t i = 0; i < c->ranges.n; i++)
+                if (c->ranges.v[i].backend == HP_RANGE_HUGETLB)
+                        n += (c->ranges.v[i].end - c->ranges.v[i].start + HP_REGION_SIZE - 1) / HP_REGION_SIZE;
+        return n;
+}
+
+uint64_t hugetlb_client_pages(const struct client *c)
+{
+        if (!c->hugetlb.used)
+                return 0;
+        return ranges_pages(c) + c->hugetlb.pending;
+}
+
+static uint64_t charged_total(struct manager *m)
+{
+        uint64_t n = 0;
+        for (struct client *c = m->clients; c; c = c->next)
+                if (c->state != CLIENT_DEAD)
+                        n += hugetlb_client_pages(c);
+        return n;
+}
+
+static void maybe_shrink(struct manager *m)
+{
+        struct hugetlb_pool *p = m->hugetlb;
+        if (!p || p->shrink_queued)
+                return;
+        pthread_mutex_lock(&p->lock);
+        uint64_t added = p->added;
+        pthread_mutex_unlock(&p->lock);
+        uint64_t charged = charged_total(m);
+        if (added <= charged)
+                return;
+        if (queue_job(p, &(struct pool_job){ .kind = JOB_SHRINK, .charged = charged }) == 0)
+                p->shrink_queued = true;
+}
+
+void hugetlb_tick(struct manager *m)
+{
+        maybe_shrink(m);
+}
+
+void hugetlb_client_gone(struct manager *m)
+{
+        maybe_shrink(m);
+}
+
+/* ---- faults --------------------------------------------------------------------- */
+
+static int copy_page(struct client *c, uint64_t dst)
+{
+        struct uffdio_copy cp = { .dst = dst, .src = (uint64_t)(uintptr_t)c->m->zero_page, .len = HP_REGION_SIZE };
+        return ioctl(c->uffd, UFFDIO_COPY, &cp) < 0 ? -errno : 0;
+}
+
+static void wake_page(struct client *c, uint64_t dst)
+{
+        struct uffdio_range r = { .start = dst, .len = HP_REGION_SIZE };
+        if (ioctl(c->uffd, UFFDIO_WAKE, &r) < 0 && errno != ENOENT && errno != ESRCH)
+                log_debug_errno(errno, "client %d: UFFDIO_WAKE %#" PRIx64 ": %m", c->pid, dst);
+}
+
+static void served(struct client *c, uint64_t t0)
+{
+        struct manager *m = c->m;
+        uint64_t dt = now_ns() - t0;
+        c->hugetlb.faults++;
+        m->hugetlb->faults++;
+        c->c.pages_populated += HP_REGION_PAGES;
+        m->c.pages_populated += HP_REGION_PAGES;
+        histogram_add(&c->c.fault_latency_ns, dt);
+        histogram_add(&m->c.fault_latency_ns, dt);
+}
+
+/* No page for the fault and none to be had: leave it to the kernel, which
+ * does what it would have done without the daemon (SIGBUS for a
+ * MAP_NORESERVE mapping with an empty pool). */
+static void fail_open(struct client *c, uint64_t dst, const char *why)
+{
+        log_notice("client %d: no huge page for %#" PRIx64 " (%s): the kernel handles it", c->pid, dst, why);
+        (void)region_unregister(c, dst, HP_REGION_SIZE);
+        fault_drop_span(c, dst, dst + HP_REGION_SIZE);
+        wake_page(c, dst);
+}
+
+void hugetlb_fault(struct client *c, uint64_t addr, uint64_t t0)
+{
+        struct hugetlb_pool *p = c->m->hugetlb;
+        uint64_t dst = addr & ~(HP_REGION_SIZE - 1);
+        int e = copy_page(c, dst);
+
+        if (e == 0) {
+                served(c, t0);
+                return;
+        }
+        /* -EEXIST with nothing available: the copy found no free page (a
+         * MAP_NORESERVE mapping, or pages taken by someone else). Grow the
+         * pool, then copy; the thread waits in its fault meanwhile. */
+        if (e == -EEXIST && p && pool_available(p) == 0) {
+                struct pool_job j = { .kind = JOB_FAULT, .client_id = c->id, .addr = dst, .want = 1,
+                                      .budget = budget_pages(c->m), .t0 = t0 };
+                if (queue_job(p, &j) == 0)
+                        return;
+                fail_open(c, dst, "out of memory");
+                return;
+        }
+        /* -EEXIST (already there), -EAGAIN (an event in flight), -ENOENT
+         * (unmapped meanwhile): the thread retries on its own. */
+        wake_page(c, dst);
+}
+
+static void fault_grown(struct client *c, const struct pool_job *j)
+{
+        if (j->result < 0) {
+                fail_open(c, j->addr, j->why);
+                return;
+        }
+        int e = copy_page(c, j->addr);
+        if (e == 0)
+                served(c, j->t0);       /* the wait for the pool included */
+        else
+                wake_page(c, j->addr);
+}
+
+/* ---- results --------------------------------------------------------------------- */
+
+static void on_done(struct watch *w, int revents)
+{
+        struct hugetlb_pool *p = w->data;
+        struct manager *m = p->m;
+        uint64_t v;
+
+        if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                log_debug_errno(errno, "hugetlb pool: eventfd: %m");
+        pthread_mutex_lock(&p->lock);
+        struct pool_job *list = p->done;
+        p->done = NULL;
+        p->done_tail = &p->done;
+        pthread_mutex_unlock(&p->lock);
+
+        while (list) {
+                struct pool_job *j = list;
+                list = j->next;
+                struct client *c = j->kind == JOB_SHRINK ? NULL : client_by_id(m, j->client_id);
+                if (c && c->state == CLIENT_READY) {
+                        if (j->kind == JOB_RESERVE) {
+                                if (c->hugetlb.jobs > 0)
+                                        c->hugetlb.jobs--;
+                                if (j->result < 0)
+                                        c->hugetlb.pending = 0;
+                                client_reply(c, j->seq, j->result, j->result < 0 ? j->why : NULL);
+                        } else
+                                fault_grown(c, j);
+                }
+                if (j->kind == JOB_SHRINK)
+                        p->shrink_queued = false;
+                free(j);
+        }
+        /* pages added for a request that failed, or a client that left */
+        maybe_shrink(m);
+}
+
+/* ---- requests --------------------------------------------------------------------- */
+
+void hugetlb_reserve(struct client *c, const struct hp_hugetlb_req *req)
+{
+        struct manager *m = c->m;
+        struct hugetlb_pool *p = m->hugetlb;
+        char why[HP_ERROR_TEXT];
+
+        if (!p) {
+                client_reply(c, req->hdr.seq, -EOPNOTSUPP, "the hugetlb backend is off (no 2 MiB huge pages)");
+                return;
+        }
+        c->hugetlb.used = true;
+        if (req->pages == 0) {          /* the mmap it was for failed */
+                c->hugetlb.pending = 0;
+                client_reply(c, req->hdr.seq, 0, NULL);
+                maybe_shrink(m);
+                return;
+        }
+        uint64_t cap = client_cap_pages(m), have = ranges_pages(c);
+        if (cap && (req->pages > cap || have > cap - req->pages)) {
+                snprintf(why, sizeof(why), "%" PRIu64 " huge pages asked, %" PRIu64 " held: over MaxHugePerClient= "
+                         "(%" PRIu64 " pages)", req->pages, have, cap);
+                client_reply(c, req->hdr.seq, -EDQUOT, why);
+                return;
+        }
+        if (c->hugetlb.jobs >= JOBS_PER_CLIENT) {
+                client_reply(c, req->hdr.seq, -EBUSY, "too many hugetlb requests waiting");
+                return;
+        }
+        struct pool_job j = { .kind = JOB_RESERVE, .client_id = c->id, .seq = req->hdr.seq, .want = req->pages,
+                              .budget = budget_pages(m) };
+        if (queue_job(p, &j) < 0) {
+                client_reply(c, req->hdr.seq, -ENOMEM, "out of memory");
+                return;
+        }
+        c->hugetlb.jobs++;
+        c->hugetlb.pending = req->pages;        /* charged from now: a shrink must not take them */
+}
+
+void hugetlb_register(struct client *c, const struct hp_range_req *req)
+{
+        struct manager *m = c->m;
+        uint64_t start = req->addr, end = req->addr + req->length, pages = req->length / HP_REGION_SIZE;
+        char why[HP_ERROR_TEXT] = "";
+        int r;
+
+        if (!m->hugetlb) {
+                client_reply(c, req->hdr.seq, -EOPNOTSUPP, "the hugetlb backend is off (no 2 MiB huge pages)");
+                return;
+        }
+        r = vma_check_hugetlb(c->maps_fd, start, end, why, sizeof(why));
+        if (r < 0) {
+                client_reply(c, req->hdr.seq, r, why[0] ? why : strerror(-r));
+                return;
+        }
+        uint64_t cap = client_cap_pages(m), have = ranges_pages(c);
+        if (cap && (pages > cap || have > cap - pages)) {
+                snprintf(why, sizeof(why), "%" PRIu64 " huge pages registered, %" PRIu64 " held: over "
+                         "MaxHugePerClient= (%" PRIu64 " pages)", pages, have, cap);
+                client_reply(c, req->hdr.seq, -EDQUOT, why);
+                return;
+        }
+        fault_drop_span(c, start, end);
+        struct uffdio_register reg = {
+                .range = { .start = start, .len = req->length },
+                .mode = UFFDIO_REGISTER_MODE_MISSING,
+        };
+        if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
+                r = -errno;
+                snprintf(why, sizeof(why), "UFFDIO_REGISTER %#" PRIx64 "+%#" PRIx64 ": %s", start, req->length,
+                         strerror(errno));
+                client_reply(c, req->hdr.seq, r, why);
+                return;
+        }
+        struct range rg = { .start = start, .end = end, .threshold = 0, .backend = HP_RANGE_HUGETLB };
+        if (!(reg.ioctls & (1ull << _UFFDIO_COPY)) || (r = range_add(&c->ranges, &rg)) < 0) {
+                (void)region_unregister(c, start, req->length);
+                client_reply(c, req->hdr.seq, r < 0 ? r : -EOPNOTSUPP,
+                             r < 0 ? "cannot record the range" : "UFFDIO_COPY not available on this range");
+                return;
+        }
+        c->hugetlb.used = true;
+        c->hugetlb.pending = 0;
+        log_debug("client %d: registered hugetlb %#" PRIx64 "-%#" PRIx64 " (%" PRIu64 " pages)", c->pid, start, end,
+                  pages);
+        client_reply(c, req->hdr.seq, 0, NULL);
+}
+
+/* ---- life ------------------------------------------------------------------------- */
+
+void hugetlb_stats(struct manager *m, struct hugetlb_stats *ret)
+{
+        struct hugetlb_pool *p = m->hugetlb;
+
+        *ret = (struct hugetlb_stats){ 0 };
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->lock);
+        ret->pool_added = p->added;
+        pthread_mutex_unlock(&p->lock);
+        ret->pages = charged_total(m);
+        ret->faults = p->faults;
+        ret->pool_base = p->base;
+        ret->budget = budget_pages(m);
+}
+
+static void pool_free(struct hugetlb_pool *p)
+{
+        safe_close(p->nr_fd);
+        safe_close(p->free_fd);
+        safe_close(p->resv_fd);
+        safe_close(p->efd);
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->cond);
+        free(p);
+}
+
+int hugetlb_start(struct manager *m)
+{
+        struct hugetlb_pool *p = calloc(1, sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->m = m;
+        p->efd = -1;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        p->queue_tail = &p->queue;
+        p->done_tail = &p->done;
+        p->free_fd = open(HUGETLB_SYSFS "free_hugepages", O_RDONLY | O_CLOEXEC);
+        p->resv_fd = open(HUGETLB_SYSFS "resv_hugepages", O_RDONLY | O_CLOEXEC);
+        p->nr_fd = open(HUGETLB_SYSFS "nr_hugepages", O_RDWR | O_CLOEXEC);
+        if (p->nr_fd < 0 && errno != ENOENT) {
+                /* read-only (e.g. ProtectKernelTunables=): serve, but never resize */
+                log_warning_errno(errno, "cannot write " HUGETLB_SYSFS "nr_hugepages: %m; the hugetlb pool "
+                                  "stays as it is");
+                p->nr_fd = open(HUGETLB_SYSFS "nr_hugepages", O_RDONLY | O_CLOEXEC);
+        }
+        if (p->free_fd < 0 || p->resv_fd < 0 || p->nr_fd < 0) {
+                log_info("no 2 MiB huge pages in this kernel (" HUGETLB_SYSFS "): the hugetlb backend is off");
+                pool_free(p);
+                return 0;
+        }
+        if ((r = read_u64(p->nr_fd, &p->base)) < 0) {
+                pool_free(p);
+                return log_error_errno(r, "cannot read " HUGETLB_SYSFS "nr_hugepages: %m");
+        }
+        p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->efd < 0) {
+                r = -errno;
+                pool_free(p);
+                return log_error_errno(r, "eventfd: %m");
+        }
+        r = -pthread_create(&p->thread, NULL, pool_thread, p);
+        if (r < 0) {
+                pool_free(p);
+                return log_error_errno(r, "cannot start the hugetlb pool thread: %m");
+        }
+        p->thread_started = true;
+        m->hugetlb = p;
+        r = watch_start(&m->loop, &p->w_done, p->efd, on_done, p);
+        if (r < 0)
+                return log_error_errno(r, "cannot watch the hugetlb pool thread: %m");
+        log_info("hugetlb pool: %" PRIu64 " pages of 2 MiB at start; the daemon may add up to %" PRIu64,
+                 p->base, budget_pages(m));
+        return 0;
+}
+
+void hugetlb_stop(struct manager *m)
+{
+        struct hugetlb_pool *p = m->hugetlb;
+        uint64_t cur, now;
+
+        if (!p)
+                return;
+        if (p->thread_started) {
+                pthread_mutex_lock(&p->lock);
+                p->stop = true;
+                pthread_cond_signal(&p->cond);
+                pthread_mutex_unlock(&p->lock);
+                pthread_join(p->thread, NULL);
+        }
+        /* Give back everything the daemon added: pages still in use become
+         * surplus pages and go back to the kernel when their owners free them. */
+        if (p->added && read_u64(p->nr_fd, &cur) == 0) {
+                uint64_t target = cur > p->added ? cur - p->added : 0;
+                if (target < p->base)
+                        target = p->base;
+                int r = write_u64(p->nr_fd, target);
+                if (read_u64(p->nr_fd, &now) < 0)
+                        now = cur;
+                if (r < 0 || now != target)
+                        log_warning("hugetlb pool: could not restore nr_hugepages to %" PRIu64 " (it is %" PRIu64 ")",
+                                    target, now);
+                else
+                        log_info("hugetlb pool: restored nr_hugepages %" PRIu64 " -> %" PRIu64, cur, now);
+        }
+        while (p->queue) {
+                struct pool_job *j = p->queue;
+                p->queue = j->next;
+                free(j);
+        }
+        while (p->done) {
+                struct pool_job *j = p->done;
+                p->done = j->next;
+                free(j);
+        }
+        m->hugetlb = NULL;
+        pool_free(p);
+}
