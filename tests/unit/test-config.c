@@ -73,6 +73,8 @@ static void test_defaults(void)
         assert(strcmp(c.socket_path, "/run/hugepaged/hugepaged.sock") == 0);
         assert(c.allowed_groups[0] && strcmp(c.allowed_groups[0], "hugepaged") == 0 && !c.allowed_groups[1]);
         assert(!c.allowed_users[0]);
+        assert(c.hugetlb_max.percent == 25 && c.hugetlb_max.bytes == 0);
+        assert(c.huge_per_client.percent == 0 && c.huge_per_client.bytes == 0);
         config_done(&c);
 
         assert(config_init(&c) == 0);
@@ -102,6 +104,7 @@ static void test_full_file(void)
                      "Enabled = yes\n"
                      "Backend = hugetlb\n"
                      "MaxSize = 10%\n"
+                     "HugetlbMaxSize = 4G\n"
                      "[Budgets]\n"
                      "MaxClients = 100\n"
                      "MaxRangesPerClient = 1000\n"
@@ -117,7 +120,7 @@ static void test_full_file(void)
                 exit(1);
         }
         assert(rep.errors == 0 && rep.warnings == 0);
-        assert(rep.notices == 4);       /* the reserved [Pool] and budget keys say so */
+        assert(rep.notices == 3);       /* the reserved [Pool] keys say so */
         assert(strcmp(c.socket_path, "/run/test/hp.sock") == 0);
         assert(c.workers == 4 && c.log_level == LOG_DEBUG);
         assert(!strcmp(c.allowed_users[0], "alice") && !strcmp(c.allowed_users[1], "bob") &&
@@ -126,6 +129,7 @@ static void test_full_file(void)
         assert(!strcmp(c.admin_groups[0], "wheel"));
         assert(c.threshold == 128 && c.min_size == 4u << 20 && !c.dense_predict && c.max_window == 64);
         assert(c.pool_enabled && c.pool_backend == CONFIG_POOL_HUGETLB && c.pool_max.percent == 10);
+        assert(c.hugetlb_max.bytes == 4ull << 30 && c.hugetlb_max.percent == 0);
         assert(c.max_clients == 100 && c.max_ranges == 1000 && c.huge_per_client.bytes == 1u << 30);
         assert(c.n_programs == 2);
         const struct config_program *p = config_find_program(&c, "redis-server");
