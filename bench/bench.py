@@ -620,6 +620,10 @@ class Bench:
         hp_mode = lambda mode: "hugepaged"
         self.runs("S9", [one_name], args, daemon=d, run_mode=hp_mode)
         m = self.runs("S9", [many_name], args, daemon=d, run_mode=hp_mode, repeat=1)
+        # The same processes with no daemon: how long the kernel alone makes
+        # a touch wait when this many processes share the CPUs.
+        kern_name = f"kernel, {n} clients"
+        mk = self.runs("S9", [kern_name], args, run_mode=lambda mode: "plain", repeat=1)
         res = self.results["S9"]
         for name in (one_name, many_name):
             rs = res["runs"].get(name, [])
@@ -632,11 +636,14 @@ class Bench:
         self.row("S9", f"daemon RSS, {n} clients x {self.p['scale_ranges']} ranges",
                  {"1 client": scale(one.get("daemon_rss_kb"), 1 / 1024)}, scale(rss, 1 / 1024), None, "",
                  "< 64 MiB", check(lambda: rss < 64 * 1024), "MiB")
-        worst = many.get("worst_fault_ns")
-        self.row("S9", "worst fault wait", {"1 client": scale(one.get("worst_fault_ns"), 1e-6)},
-                 scale(worst, 1e-6), None, "", "<= 50 ms", check(lambda: worst <= 50e6), "ms",
+        worst, kworst = many.get("worst_fault_ns"), mk[kern_name].get("worst_fault_ns")
+        self.row("S9", "worst fault wait", {"1 client": scale(one.get("worst_fault_ns"), 1e-6),
+                                            f"kernel {n}": scale(kworst, 1e-6)},
+                 scale(worst, 1e-6), div(worst, kworst), "kernel", "<= 50 ms", check(lambda: worst <= 50e6), "ms",
                  note=f"{many.get('faults_served') or 0:.0f} served faults, {many.get('promotions') or 0:.0f} "
-                      f"promotions over {n} clients")
+                      f"promotions over {n} clients; kernel {n}: the same {n} processes without hugepaged "
+                      f"(their worst touch includes waiting for a CPU among {n} runnable processes on "
+                      f"{os.cpu_count()} CPUs)")
         c1, cn = one.get("cpu_per_fault_ns"), many.get("cpu_per_fault_ns")
         ratio = div(cn, c1)
         self.row("S9", "daemon CPU per served fault", {"1 client": scale(c1, 1e-3)}, scale(cn, 1e-3), ratio,

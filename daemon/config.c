@@ -190,6 +190,19 @@ static int parse_uint(const struct config_item *it, const char *v, void *dst, ch
         return 0;
 }
 
+static int parse_nice(const struct config_item *it, const char *v, void *dst, char *why)
+{
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (end == v || *end || errno)
+                return why_set(why, "'%s' is not a whole number", v);
+        if (n < -20 || n > 19)
+                return why_set(why, "%s is outside -20..19", v);
+        *(int *)dst = (int)n;
+        return 0;
+}
+
 static int parse_pages(const struct config_item *it, const char *v, void *dst, char *why)
 {
         int r = config_parse_pages(v, dst);
@@ -337,6 +350,7 @@ static int parse_names(const struct config_item *it, const char *v, void *dst, c
 static const struct config_item items[] = {
         ITEM("Daemon", "Socket", parse_socket, C(socket_path)),
         ITEM("Daemon", "Workers", parse_uint, C(workers), .lo = 1, .hi = 64),
+        ITEM("Daemon", "Nice", parse_nice, C(nice)),
         ITEM("Daemon", "LogLevel", parse_log_level, C(log_level)),
         ITEM("Daemon", "AllowedUsers", parse_names, C(allowed_users)),
         ITEM("Daemon", "AllowedGroups", parse_names, C(allowed_groups)),
@@ -375,6 +389,7 @@ int config_init(struct config *c)
 {
         *c = (struct config){
                 .workers = 1,
+                .nice = -10,
                 .log_level = LOG_INFO,
                 .threshold = 64,
                 .min_size = 0,

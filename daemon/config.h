@@ -37,6 +37,7 @@ struct config {
         /* [Daemon] */
         char *socket_path;
         unsigned workers;
+        int nice;               /* of every daemon thread, -20..19 */
         int log_level;          /* LOG_* */
         char **allowed_users;   /* NULL-terminated; names or numeric uids */
         char **allowed_groups;  /* NULL-terminated; names or numeric gids */

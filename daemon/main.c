@@ -359,6 +359,11 @@ int main(int argc, char **argv)
          * needs (privs.c), before the first thread inherits more. */
         if (privs_drop() < 0)
                 return 1;
+        /* Every client's faults wait for this process: it must not get a
+         * 1/N share of a CPU among N busy clients. Threads created from here
+         * on inherit it (on Linux, nice is per thread). */
+        if (setpriority(PRIO_PROCESS, 0, m.cfg.nice) < 0)
+                log_warning_errno(errno, "cannot set nice %d: %m", m.cfg.nice);
         r = promote_queue_new(&m, m.cfg.workers, &m.pq);
         if (r < 0)
                 return log_error_errno(r, "cannot start promotion workers: %m"), 1;

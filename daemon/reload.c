@@ -133,6 +133,9 @@ int manager_apply_config(struct manager *m, struct config *cfg, bool startup)
                 if (strcmp(cfg->socket_path, m->cfg.socket_path) != 0)
                         log_notice("Socket=%s takes effect at the next start (listening on %s)", cfg->socket_path,
                                    m->cfg.socket_path);
+                if (cfg->nice != m->cfg.nice)
+                        log_notice("Nice=%d takes effect at the next start (%d running)", cfg->nice, m->cfg.nice);
+                cfg->nice = m->cfg.nice;
                 if (cfg->workers != m->cfg.workers)
                         log_notice("Workers=%u takes effect at the next start (%u running)", cfg->workers,
                                    m->cfg.workers);

@@ -158,6 +158,8 @@ static void test_errors(void)
         expect_error("[Policy]\nMinSize = 2X\n", 2, "MinSize", "not a size");
         expect_error("[Daemon]\nWorkers = 0\n", 2, "Workers", "outside 1..64");
         expect_error("[Daemon]\nWorkers = -1\n", 2, "Workers", "not a whole number");
+        expect_error("[Daemon]\nNice = -21\n", 2, "Nice", "outside -20..19");
+        expect_error("[Daemon]\nNice = high\n", 2, "Nice", "not a whole number");
         expect_error("[Daemon]\nSocket = relative.sock\n", 2, "Socket", "absolute");
         expect_error("[Daemon]\nLogLevel = chatty\n", 2, "LogLevel", NULL);
         expect_error("[Daemon]\nAllowedUsers = root,-x\n", 2, "AllowedUsers", "'-x'");
