@@ -454,6 +454,7 @@ void client_syncs_check(struct client *c)
                 send_reply(c, &(struct hp_header){ .seq = w->seq }, 0);
                 free(w);
         }
+        __atomic_store_n(&c->fds->hurry, c->syncs != NULL, __ATOMIC_RELEASE);
 }
 
 #define MAX_SYNCS 64    /* per client; one per thread in mremap at a time is the norm */
@@ -473,6 +474,9 @@ static void handle_sync(struct client *c, const struct hp_range_req *req)
         *w = (struct sync_wait){ .next = c->syncs, .seq = req->hdr.seq, .start = start, .end = end };
         c->syncs = w;
         c->nsyncs++;
+        /* An mremap waits: regions handed to the kernel ahead of a stream
+         * (promote.c) give up waiting for it. */
+        __atomic_store_n(&c->fds->hurry, 1, __ATOMIC_RELEASE);
 }
 
 static void handle_request(struct client *c, const void *buf, ssize_t len, int fd)

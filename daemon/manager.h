@@ -41,6 +41,7 @@ struct client_fds {
         int refs;               /* atomic */
         int pidfd, uffd;
         int gone;               /* atomic: the client is being dropped; jobs stop waiting for it */
+        int hurry;              /* atomic: a SYNC waits; regions handed over ahead stop waiting */
 };
 
 struct client_fds *client_fds_ref(struct client_fds *f);

@@ -49,6 +49,7 @@ struct promote_job {
         uint64_t idx;
         struct client_fds *fds;
         bool native;
+        bool ahead;             /* native, ahead of a stream: maybe never touched */
         uint64_t t_queued;
         uint64_t t_retry;       /* native: not before this (0: at once) */
         uint64_t bits[HP_REGION_PAGES / 64];   /* fill: pages known populated at queue time */
@@ -200,7 +201,8 @@ static enum job_step run_job(struct promote_job *j, const void *zero)
                 run_collapse(j);
                 /* -EINVAL: nothing mapped there yet (the woken thread has not
                  * run). Let other jobs go first and look again, for a while. */
-                if (j->result == -EINVAL && now_ns() - j->t_queued < NATIVE_WAIT_NS)
+                if (j->result == -EINVAL && now_ns() - j->t_queued < NATIVE_WAIT_NS &&
+                    !(j->ahead && __atomic_load_n(&j->fds->hurry, __ATOMIC_ACQUIRE)))
                         return JOB_RETRY;
                 return JOB_DONE;
         }
@@ -365,6 +367,7 @@ int promote_region(struct client *c, struct region *r, bool native)
         j->client_id = c->id;
         j->idx = r->idx;
         j->native = native;
+        j->ahead = r->flags & REGION_F_AHEAD;
         j->t_queued = now_ns();
         j->fds = client_fds_ref(c->fds);
         memcpy(j->bits, r->bits, sizeof(j->bits));
