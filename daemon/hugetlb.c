@@ -60,16 +60,18 @@ struct pool_job {
         uint64_t charged;
         uint64_t budget;
         uint64_t t0;            /* FAULT: when the fault was read */
+        uint64_t got;           /* pages added by this job */
         int result;
         char why[HP_ERROR_TEXT];
 };
 
 struct hugetlb_pool {
         struct manager *m;
-        int nr_fd, free_fd, resv_fd;
+        int nr_fd, free_fd, resv_fd, surplus_fd;
         uint64_t base;          /* nr_hugepages at start */
         uint64_t faults;        /* main thread */
         bool shrink_queued;     /* main thread */
+        uint64_t fruitless_added, fruitless_charged;    /* main thread: last shrink that removed nothing */
         int efd;
         struct watch w_done;
 
@@ -81,6 +83,8 @@ struct hugetlb_pool {
         struct pool_job *done, **done_tail;     /* under lock */
         bool stop;                              /* under lock */
         uint64_t added;         /* under lock; written by the pool thread */
+        uint64_t fault_hold;    /* under lock: pages grown for faults whose copy has not run yet */
+        bool grew;              /* pool thread: the daemon changed the pool at least once */
 };
 
 /* ---- pure ------------------------------------------------------------------ */
@@ -160,13 +164,42 @@ static void pretouch(uint64_t pages)
         }
 }
 
+/*
+ * The persistent pool (nr_hugepages less surplus pages) is what the daemon
+ * sets; what it added is how far that is above the size it found. Surplus
+ * pages (in use when the pool shrank) go away by themselves when freed, so
+ * the count is read back each time, never kept as a running sum.
+ */
+static int pool_persistent(struct hugetlb_pool *p, uint64_t *ret)
+{
+        uint64_t nr, surplus = 0;
+        int r = read_u64(p->nr_fd, &nr);
+        if (r < 0)
+                return r;
+        (void)read_u64(p->surplus_fd, &surplus);
+        *ret = nr > surplus ? nr - surplus : 0;
+        return 0;
+}
+
+static void set_added(struct hugetlb_pool *p, uint64_t persistent, uint64_t hold)
+{
+        pthread_mutex_lock(&p->lock);
+        p->added = persistent > p->base ? persistent - p->base : 0;
+        p->fault_hold += hold;
+        pthread_mutex_unlock(&p->lock);
+}
+
 static void job_grow(struct hugetlb_pool *p, struct pool_job *j)
 {
-        uint64_t added, cur = 0, now = 0;
+        uint64_t cur = 0, now = 0;
 
-        pthread_mutex_lock(&p->lock);
-        added = p->added;
-        pthread_mutex_unlock(&p->lock);
+        int r = pool_persistent(p, &cur);
+        if (r < 0) {
+                j->result = r;
+                snprintf(j->why, sizeof(j->why), "cannot read the hugetlb pool: %s", strerror(-r));
+                return;
+        }
+        uint64_t added = cur > p->base ? cur - p->base : 0;
         int64_t g = hugetlb_grow_amount(pool_available(p), j->want, added, j->budget);
         if (g == 0)
                 return;
@@ -177,19 +210,27 @@ static void job_grow(struct hugetlb_pool *p, struct pool_job *j)
                          j->budget > added ? j->budget - added : 0);
                 return;
         }
-        int r = read_u64(p->nr_fd, &cur);
-        if (r >= 0)
-                r = write_u64(p->nr_fd, cur + (uint64_t)g);
+        /* On top of the surplus pages too: writing only persistent + g would
+         * turn surplus pages in use back into persistent ones and allocate
+         * nothing. */
+        uint64_t total = cur, total_now = cur;
+        (void)read_u64(p->nr_fd, &total);
+        r = write_u64(p->nr_fd, total + (uint64_t)g);
         /* a partial grow still changes the pool: read what it is now */
-        if (read_u64(p->nr_fd, &now) < 0)
+        if (read_u64(p->nr_fd, &total_now) < 0)
+                total_now = total;
+        if (pool_persistent(p, &now) < 0)
                 now = cur;
-        uint64_t got = now > cur ? now - cur : 0;
-        pthread_mutex_lock(&p->lock);
-        p->added += got;
-        pthread_mutex_unlock(&p->lock);
+        uint64_t got = total_now > total ? total_now - total : 0;
+        if (got)
+                p->grew = true;
+        /* a shrink queued meanwhile must not take it before the copy */
+        set_added(p, now, j->kind == JOB_FAULT ? got : 0);
+        j->got = got;
         if (got && j->kind == JOB_RESERVE)
                 pretouch(got);
-        log_debug("hugetlb pool: %" PRIu64 " -> %" PRIu64 " pages (%" PRId64 " wanted)", cur, now, g);
+        log_debug("hugetlb pool: %" PRIu64 " -> %" PRIu64 " pages (%" PRId64 " wanted, %" PRIu64 " added)", cur, now,
+                  g, got);
         if (got < (uint64_t)g) {
                 j->result = -ENOMEM;
                 snprintf(j->why, sizeof(j->why), "the kernel added %" PRIu64 " of %" PRId64 " huge pages to the pool%s%s",
@@ -201,23 +242,24 @@ static void job_shrink(struct hugetlb_pool *p, struct pool_job *j)
 {
         uint64_t cur, now;
 
-        if (read_u64(p->nr_fd, &cur) < 0)
+        if (pool_persistent(p, &cur) < 0)
                 return;
+        uint64_t added = cur > p->base ? cur - p->base : 0;
         pthread_mutex_lock(&p->lock);
-        uint64_t target = hugetlb_shrink_target(cur, p->added, j->charged);
+        uint64_t target = hugetlb_shrink_target(cur, added, j->charged + p->fault_hold);
         pthread_mutex_unlock(&p->lock);
-        if (target >= cur)
-                return;
-        int r = write_u64(p->nr_fd, target);
-        if (r < 0)
-                log_warning_errno(r, "hugetlb pool: cannot write nr_hugepages: %m");
-        if (read_u64(p->nr_fd, &now) < 0)
+        if (target < cur) {
+                int r = write_u64(p->nr_fd, target);
+                if (r < 0)
+                        log_warning_errno(r, "hugetlb pool: cannot write nr_hugepages: %m");
+        }
+        if (pool_persistent(p, &now) < 0)
                 now = cur;
-        uint64_t removed = cur > now ? cur - now : 0;
-        pthread_mutex_lock(&p->lock);
-        p->added -= removed < p->added ? removed : p->added;
-        pthread_mutex_unlock(&p->lock);
-        log_debug("hugetlb pool: %" PRIu64 " -> %" PRIu64 " pages (%" PRIu64 " charged)", cur, now, j->charged);
+        set_added(p, now, 0);
+        j->got = cur > now ? cur - now : 0;
+        if (target < cur)
+                log_debug("hugetlb pool: %" PRIu64 " -> %" PRIu64 " pages (%" PRIu64 " charged)", cur, now,
+                          j->charged);
 }
 
 static void *pool_thread(void *arg)
@@ -328,6 +370,10 @@ static void maybe_shrink(struct manager *m)
         uint64_t charged = charged_total(m);
         if (added <= charged)
                 return;
+        /* pages still in use by someone nobody charged (the pool only shrinks
+         * as they are freed): try again when something changes, not per tick */
+        if (added == p->fruitless_added && charged == p->fruitless_charged)
+                return;
         if (queue_job(p, &(struct pool_job){ .kind = JOB_SHRINK, .charged = charged }) == 0)
                 p->shrink_queued = true;
 }
@@ -387,13 +433,20 @@ void hugetlb_fault(struct client *c, uint64_t addr, uint64_t t0)
         int e = copy_page(c, dst);
 
         if (e == 0) {
+                c->hugetlb.last_eexist = 0;
                 served(c, t0);
                 return;
         }
-        /* -EEXIST with nothing available: the copy found no free page (a
-         * MAP_NORESERVE mapping, or pages taken by someone else). Grow the
-         * pool, then copy; the thread waits in its fault meanwhile. */
-        if (e == -EEXIST && p && pool_available(p) == 0) {
+        /* -EEXIST is also what a copy that found no free page returns (a
+         * MAP_NORESERVE mapping, or pages taken by someone else): when the
+         * pool has nothing available, or the same page faults again after an
+         * -EEXIST (a page that is there does not fault), grow the pool, then
+         * copy; the thread waits in its fault meanwhile. */
+        bool again = e == -EEXIST && c->hugetlb.last_eexist == dst;
+        if (e == -EEXIST)
+                c->hugetlb.last_eexist = dst;
+        if (e == -EEXIST && p && (again || pool_available(p) == 0)) {
+                c->hugetlb.last_eexist = 0;
                 struct pool_job j = { .kind = JOB_FAULT, .client_id = c->id, .addr = dst, .want = 1,
                                       .budget = budget_pages(c->m), .t0 = t0 };
                 if (queue_job(p, &j) == 0)
@@ -415,6 +468,10 @@ static void fault_grown(struct client *c, const struct pool_job *j)
         int e = copy_page(c, j->addr);
         if (e == 0)
                 served(c, j->t0);       /* the wait for the pool included */
+        else if (e == -EEXIST)
+                /* no page to be had even now (or, rarely, a page already
+                 * there, which the kernel then keeps serving): no retry loop */
+                fail_open(c, j->addr, "no free page after growing the pool");
         else
                 wake_page(c, j->addr);
 }
@@ -449,8 +506,21 @@ static void on_done(struct watch *w, int revents)
                         } else
                                 fault_grown(c, j);
                 }
-                if (j->kind == JOB_SHRINK)
+                if (j->kind == JOB_FAULT) {
+                        pthread_mutex_lock(&p->lock);
+                        p->fault_hold -= j->got < p->fault_hold ? j->got : p->fault_hold;
+                        pthread_mutex_unlock(&p->lock);
+                }
+                if (j->kind == JOB_SHRINK) {
                         p->shrink_queued = false;
+                        if (j->got == 0) {
+                                pthread_mutex_lock(&p->lock);
+                                p->fruitless_added = p->added;
+                                pthread_mutex_unlock(&p->lock);
+                                p->fruitless_charged = j->charged;
+                        } else
+                                p->fruitless_added = p->fruitless_charged = 0;
+                }
                 free(j);
         }
         /* pages added for a request that failed, or a client that left */
@@ -569,6 +639,7 @@ static void pool_free(struct hugetlb_pool *p)
         safe_close(p->nr_fd);
         safe_close(p->free_fd);
         safe_close(p->resv_fd);
+        safe_close(p->surplus_fd);
         safe_close(p->efd);
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->cond);
@@ -590,6 +661,7 @@ int hugetlb_start(struct manager *m)
         p->done_tail = &p->done;
         p->free_fd = open(HUGETLB_SYSFS "free_hugepages", O_RDONLY | O_CLOEXEC);
         p->resv_fd = open(HUGETLB_SYSFS "resv_hugepages", O_RDONLY | O_CLOEXEC);
+        p->surplus_fd = open(HUGETLB_SYSFS "surplus_hugepages", O_RDONLY | O_CLOEXEC);
         p->nr_fd = open(HUGETLB_SYSFS "nr_hugepages", O_RDWR | O_CLOEXEC);
         if (p->nr_fd < 0 && errno != ENOENT) {
                 /* read-only (e.g. ProtectKernelTunables=): serve, but never resize */
@@ -597,12 +669,12 @@ int hugetlb_start(struct manager *m)
                                   "stays as it is");
                 p->nr_fd = open(HUGETLB_SYSFS "nr_hugepages", O_RDONLY | O_CLOEXEC);
         }
-        if (p->free_fd < 0 || p->resv_fd < 0 || p->nr_fd < 0) {
+        if (p->free_fd < 0 || p->resv_fd < 0 || p->surplus_fd < 0 || p->nr_fd < 0) {
                 log_info("no 2 MiB huge pages in this kernel (" HUGETLB_SYSFS "): the hugetlb backend is off");
                 pool_free(p);
                 return 0;
         }
-        if ((r = read_u64(p->nr_fd, &p->base)) < 0) {
+        if ((r = pool_persistent(p, &p->base)) < 0) {
                 pool_free(p);
                 return log_error_errno(r, "cannot read " HUGETLB_SYSFS "nr_hugepages: %m");
         }
@@ -643,16 +715,13 @@ void hugetlb_stop(struct manager *m)
         }
         /* Give back everything the daemon added: pages still in use become
          * surplus pages and go back to the kernel when their owners free them. */
-        if (p->added && read_u64(p->nr_fd, &cur) == 0) {
-                uint64_t target = cur > p->added ? cur - p->added : 0;
-                if (target < p->base)
-                        target = p->base;
-                int r = write_u64(p->nr_fd, target);
-                if (read_u64(p->nr_fd, &now) < 0)
+        if (p->grew && pool_persistent(p, &cur) == 0 && cur > p->base) {
+                int r = write_u64(p->nr_fd, p->base);
+                if (pool_persistent(p, &now) < 0)
                         now = cur;
-                if (r < 0 || now != target)
+                if (r < 0 || now != p->base)
                         log_warning("hugetlb pool: could not restore nr_hugepages to %" PRIu64 " (it is %" PRIu64 ")",
-                                    target, now);
+                                    p->base, now);
                 else
                         log_info("hugetlb pool: restored nr_hugepages %" PRIu64 " -> %" PRIu64, cur, now);
         }

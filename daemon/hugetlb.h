@@ -29,6 +29,7 @@ struct client_hugetlb {
         uint64_t pending;       /* pages of the last HUGETLB_RESERVE, not registered yet */
         uint64_t faults;        /* hugetlb faults served */
         unsigned jobs;          /* requests waiting on the pool thread */
+        uint64_t last_eexist;   /* page of the last fault whose copy found -EEXIST */
         bool used;              /* ever asked or registered: hugetlb_tick looks at it */
 };
 

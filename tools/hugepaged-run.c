@@ -3,7 +3,7 @@
  * hugepaged-run: run a command with its large anonymous memory (mappings and
  * malloc blocks) managed by hugepaged, through the LD_PRELOAD shim.
  *
- *   hugepaged-run [--socket PATH] [--threshold N] [--min-size SIZE] [--debug]
+ *   hugepaged-run [--socket PATH] [--threshold N] [--min-size SIZE] [--backend anon|hugetlb] [--debug]
  *                 [--] CMD [ARGS...]
  *
  * Owns: option checking, the HUGEPAGED_* environment of the command, finding
@@ -37,6 +37,7 @@
 static const char *arg_socket;
 static const char *arg_threshold;
 static const char *arg_min_size;
+static const char *arg_backend;
 static bool arg_debug;
 
 static void help(void)
@@ -57,11 +58,15 @@ static void help(void)
                "                        promoted; default: the daemon's\n"
                "      --min-size SIZE   smallest mapping or malloc() block managed, such as\n"
                "                        2M, 512K or 1G; default: 2M\n"
+               "      --backend anon|hugetlb\n"
+               "                        hugetlb: mappings that are whole 2 MiB pages become\n"
+               "                        MAP_HUGETLB when the daemon can supply the pages\n"
+               "                        (see hugepaged-run(1) for the limits); default: anon\n"
                "      --debug           each process says whether it is managed, and why not\n"
                "  -h, --help            show this help\n"
                "      --version         show the version\n"
                "\n"
-               "The options set %s, %s, %s and\n"
+               "The options set %s, %s, %s, %s and\n"
                "%s in CMD's environment, where the shim reads them; setting\n"
                "them directly with LD_PRELOAD has the same effect. %s\n"
                "overrides where the shim is loaded from.\n"
@@ -69,7 +74,7 @@ static void help(void)
                "Exit status: CMD's (hugepaged-run becomes CMD); 127 if CMD is not found,\n"
                "126 if it cannot be run, 2 for a usage error.\n",
                program_invocation_short_name, HP_ENV_SOCKET, HUGEPAGED_DEFAULT_SOCKET, HP_REGION_PAGES,
-               HP_ENV_SOCKET, HP_ENV_THRESHOLD, HP_ENV_MIN_SIZE, HP_ENV_DEBUG, HP_ENV_PRELOAD);
+               HP_ENV_SOCKET, HP_ENV_THRESHOLD, HP_ENV_MIN_SIZE, HP_ENV_BACKEND, HP_ENV_DEBUG, HP_ENV_PRELOAD);
 }
 
 _noreturn_ _printf_(1, 2)
@@ -87,11 +92,12 @@ static void usage_error(const char *fmt, ...)
 
 static int parse_argv(int argc, char *argv[])
 {
-        enum { ARG_SOCKET = 0x100, ARG_THRESHOLD, ARG_MIN_SIZE, ARG_DEBUG, ARG_VERSION };
+        enum { ARG_SOCKET = 0x100, ARG_THRESHOLD, ARG_MIN_SIZE, ARG_DEBUG, ARG_VERSION, ARG_BACKEND };
         static const struct option options[] = {
                 { "socket",    required_argument, NULL, ARG_SOCKET },
                 { "threshold", required_argument, NULL, ARG_THRESHOLD },
                 { "min-size",  required_argument, NULL, ARG_MIN_SIZE },
+                { "backend",   required_argument, NULL, ARG_BACKEND },
                 { "debug",     no_argument,       NULL, ARG_DEBUG },
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
@@ -120,6 +126,11 @@ static int parse_argv(int argc, char *argv[])
                                 usage_error("invalid --min-size '%s': expected a size such as 2M, 512K or 1G",
                                             optarg);
                         arg_min_size = optarg;
+                        break;
+                case ARG_BACKEND:
+                        if (strcmp(optarg, "anon") != 0 && strcmp(optarg, "hugetlb") != 0)
+                                usage_error("invalid --backend '%s': expected anon or hugetlb", optarg);
+                        arg_backend = optarg;
                         break;
                 case ARG_DEBUG:
                         arg_debug = true;
@@ -271,6 +282,7 @@ int main(int argc, char *argv[])
         if ((arg_socket && setenv(HP_ENV_SOCKET, arg_socket, 1) < 0) ||
             (arg_threshold && setenv(HP_ENV_THRESHOLD, arg_threshold, 1) < 0) ||
             (arg_min_size && setenv(HP_ENV_MIN_SIZE, arg_min_size, 1) < 0) ||
+            (arg_backend && setenv(HP_ENV_BACKEND, arg_backend, 1) < 0) ||
             (arg_debug && setenv(HP_ENV_DEBUG, "1", 1) < 0)) {
                 fprintf(stderr, "%s: setenv: %m\n", program_invocation_short_name);
                 return EXIT_FAILURE;

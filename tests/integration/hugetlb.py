@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The hugetlb backend: MAP_HUGETLB memory served by the daemon, which grows
+the hugetlb pool for its clients and gives the pages back.
+
+With vm.nr_hugepages at 0 (the original value is put back at the end, even on
+failure), a program under hugepaged-run maps MAP_HUGETLB memory, writes a
+pattern into every 4 KiB page and verifies it:
+- reserved: the mmap succeeds though the pool was empty; HugetlbPages of its
+  smaps_rollup equals the size; the daemon served its faults; after it exits
+  the pool is back at 0;
+- noreserve: MAP_NORESERVE, and the free pages taken by another mapping
+  before the first touch: no SIGBUS, the daemon grew the pool again;
+- budget: with HugetlbMaxSize=64M, asking for 128 MiB fails with the errno
+  the program gets without the daemon (ENOMEM), and the daemon goes on
+  serving a client within the budget;
+- backend policy: HUGEPAGED_BACKEND=hugetlb turns an ordinary 2 MiB-multiple
+  anonymous mapping into hugetlb memory.
+"""
+
+import atexit
+import os
+import time
+
+import hptest
+
+NR = "/proc/sys/vm/nr_hugepages"
+MiB = 1 << 20
+
+
+def read_nr():
+    with open(NR) as f:
+        return int(f.read())
+
+
+def write_nr(v):
+    with open(NR, "w") as f:
+        f.write(f"{v}\n")
+
+
+def wait_nr(want, timeout=60):
+    """The pool shrinks on the daemon's pool thread: wait for it (a bound for
+    correctness, not a speed target)."""
+    end = time.monotonic() + timeout
+    while True:
+        v = read_nr()
+        if v == want or time.monotonic() >= end:
+            return v
+        time.sleep(0.1)
+
+
+def program(ctx):
+    return os.environ.get("HP_HUGETLB", "")
+
+
+def under_shim(ctx, d, args, env_backend=None):
+    argv = [ctx.paths.run, "--socket", d.socket, "--debug"]
+    if env_backend:
+        argv += ["--backend", env_backend]
+    return argv + ["--", program(ctx), *args]
+
+
+def reserved(ctx, d):
+    size = 64 * MiB
+    r = hptest.run(under_shim(ctx, d, [f"{size // MiB}M"]), timeout=300)
+    ctx.require(r.rc == 0, f"reserved: program exits 0 with the pool empty at start (got {r.rc})"
+                + ("" if r.rc == 0 else r.describe()))
+    ctx.expect(r.int("mismatches") == 0, f"reserved: every page intact ({r.kv.get('mismatches')} mismatches)")
+    ctx.expect(r.int("hugetlb_bytes") == size,
+               f"reserved: HugetlbPages of smaps_rollup {r.int('hugetlb_bytes')} == {size}")
+    stats = d.client_stats(r.int("pid"))
+    ctx.require(stats is not None, "reserved: the daemon logged the client's end")
+    ctx.expect(stats.get("faults_served", 0) >= size // (2 * MiB),
+               f"reserved: the daemon served the faults (faults_served={stats.get('faults_served')})")
+    ctx.expect(wait_nr(0) == 0, f"reserved: pool back to 0 pages after the program (nr_hugepages={read_nr()})")
+
+
+def noreserve(ctx, d):
+    size = 32 * MiB
+    r = hptest.run(under_shim(ctx, d, ["--noreserve", "--steal", f"{size // MiB}M"]), timeout=300)
+    ctx.require(r.rc == 0, f"noreserve: MAP_NORESERVE with the free pages taken: no SIGBUS, exit 0 (got {r.rc})"
+                + ("" if r.rc == 0 else r.describe()))
+    ctx.expect(r.int("stolen") == size, "noreserve: the other mapping took the free pages first")
+    ctx.expect(r.int("mismatches") == 0, f"noreserve: every page intact ({r.kv.get('mismatches')} mismatches)")
+    ctx.expect(r.int("hugetlb_bytes") == 2 * size,
+               f"noreserve: HugetlbPages {r.int('hugetlb_bytes')} == both mappings {2 * size}")
+    stats = d.client_stats(r.int("pid"))
+    ctx.expect(stats is not None and stats.get("faults_served", 0) >= size // (2 * MiB),
+               f"noreserve: the daemon served the faults ({stats})")
+    ctx.expect("(1 wanted, 1 added)" in d.log(), "noreserve: the daemon grew the pool at the faults")
+    ctx.expect(wait_nr(0) == 0, f"noreserve: pool back to 0 pages after the program (nr_hugepages={read_nr()})")
+
+
+def budget(ctx):
+    d = hptest.Daemon(ctx, [], "budget")
+    with open(d.config, "w") as f:
+        f.write("[Pool]\nHugetlbMaxSize=64M\n")
+    ctx.daemons.append(d)
+    d.start()
+    # without the daemon first: what the program sees with an empty pool
+    plain = hptest.run([program(ctx), "128M"], timeout=60)
+    ctx.require(plain.rc == 3, f"budget: without the daemon, 128 MiB of MAP_HUGETLB fails (rc {plain.rc})")
+    r = hptest.run(under_shim(ctx, d, ["128M"]), timeout=120)
+    ctx.expect(r.rc == 3 and r.kv.get("mmap_errno") == plain.kv.get("mmap_errno"),
+               f"budget: beyond HugetlbMaxSize= the mmap fails as without the daemon "
+               f"({r.kv.get('mmap_errno')} vs {plain.kv.get('mmap_errno')})")
+    ctx.expect("HugetlbMaxSize" in r.err, "budget: --debug names the budget that said no")
+    ctx.expect(wait_nr(0) == 0, f"budget: the pool stays at 0 (nr_hugepages={read_nr()})")
+    r = hptest.run(under_shim(ctx, d, ["32M"]), timeout=120)
+    ctx.expect(r.rc == 0 and r.int("mismatches") == 0 and r.int("hugetlb_bytes") == 32 * MiB,
+               f"budget: a client within the budget is served (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+    ctx.expect(wait_nr(0) == 0, f"budget: pool back to 0 pages (nr_hugepages={read_nr()})")
+    ctx.expect(d.stop() == 0, "budget: the daemon exits 0")
+
+
+def policy(ctx, d):
+    # the workload maps without MAP_HUGETLB; the policy makes it hugetlb
+    size = 16 * MiB
+    r = hptest.run(under_shim(ctx, d, ["--plain", f"{size // MiB}M"], env_backend="hugetlb"), timeout=120)
+    ctx.expect(r.rc == 0 and r.int("mismatches") == 0,
+               f"policy: --backend hugetlb: program exits 0, data intact (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+    ctx.expect(r.int("hugetlb_bytes") == size,
+               f"policy: --backend hugetlb made the mapping hugetlb ({r.int('hugetlb_bytes')} bytes)")
+    ctx.expect(wait_nr(0) == 0, f"policy: pool back to 0 pages (nr_hugepages={read_nr()})")
+
+
+def test(ctx):
+    if not os.path.exists("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        raise hptest.Skip("no 2 MiB huge pages in this kernel")
+    if not program(ctx):
+        raise hptest.Failure("HP_HUGETLB (tests/hp-hugetlb) not set; run with meson test")
+    orig = read_nr()
+
+    def restore():
+        try:
+            write_nr(orig)
+        except OSError:
+            pass
+    atexit.register(restore)
+    try:
+        write_nr(0)
+        ctx.require(read_nr() == 0, "the hugetlb pool can be emptied for the test")
+        d = ctx.daemon()
+        reserved(ctx, d)
+        noreserve(ctx, d)
+        policy(ctx, d)
+        ctx.expect(d.stop() == 0, "the daemon exits 0")
+        budget(ctx)
+    finally:
+        for d in ctx.daemons:
+            if d.alive():
+                d.stop(timeout=10)
+        restore()
+
+
+if __name__ == "__main__":
+    hptest.main(test)
