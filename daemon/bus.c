@@ -51,6 +51,33 @@ static const struct counter counters[] = {
 };
 #undef S
 
+/* In-kernel tracing (trace.h), both interfaces: place in struct snapshot_kernel. */
+#define K(f) offsetof(struct snapshot_kernel, f)
+static const struct counter kernel_counters[] = {
+        { "KernelFaults", K(faults) },
+        { "KernelFaultLatencyP50Ns", K(fault_p50_ns) },
+        { "KernelFaultLatencyP99Ns", K(fault_p99_ns) },
+        { "CollapsesOk", K(collapse_ok) },
+        { "CollapsesMapped", K(collapse_mapped) },
+        { "CollapsesFailed", K(collapse_failed) },
+        { "KhugepagedCollapses", K(khugepaged_ok) },
+        { "ThpSplits", K(thp_splits) },
+};
+#undef K
+
+static const struct counter *kernel_counter_find(const char *name)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(kernel_counters); i++)
+                if (strcmp(kernel_counters[i].name, name) == 0)
+                        return &kernel_counters[i];
+        return NULL;
+}
+
+static uint64_t kernel_value(const struct snapshot_kernel *k, const struct counter *c)
+{
+        return *(const uint64_t *)((const char *)k + c->offset);
+}
+
 static const struct counter *counter_find(const char *name)
 {
         for (size_t i = 0; i < ARRAY_SIZE(counters); i++)
@@ -80,9 +107,11 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
 
         if (!s)
                 return snapshot_missing(error);
-        const struct counter *c = counter_find(property);
+        const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
         if (c)
                 v = counter_value(&s->total, c);
+        else if (k)
+                v = kernel_value(&s->kernel, k);
         else if (strcmp(property, "Clients") == 0)
                 v = s->clients;
         else if (strcmp(property, "PoolChunks") == 0)
@@ -112,6 +141,20 @@ static int manager_get_setting(sd_bus *bus, const char *path, const char *interf
                 r = sd_bus_message_append(reply, "b", s->dense_predict);
         else
                 r = sd_bus_message_append(reply, "s", s->config_file);
+        snapshot_unref(s);
+        return r;
+}
+
+/* Manager.Tracing and Client.Tracing: whether the kernel counters are measured. */
+static int get_tracing(sd_bus *bus, const char *path, const char *interface, const char *property,
+                       sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        int r;
+
+        if (!s)
+                return snapshot_missing(error);
+        r = sd_bus_message_append(reply, "b", s->tracing);
         snapshot_unref(s);
         return r;
 }
@@ -153,11 +196,17 @@ static int method_list_clients(sd_bus_message *m, void *userdata, sd_bus_error *
         return r;
 }
 
-static int append_client_stats(sd_bus_message *reply, const struct snapshot_client *c)
+/* The client's counters, then Tracing (1 or 0) and the kernel counters. */
+static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, const struct snapshot_client *c)
 {
         int r = sd_bus_message_open_container(reply, 'a', "{st}");
         for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(counters); i++)
                 r = sd_bus_message_append(reply, "{st}", counters[i].name, counter_value(&c->s, &counters[i]));
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{st}", "Tracing", (uint64_t)s->tracing);
+        for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(kernel_counters); i++)
+                r = sd_bus_message_append(reply, "{st}", kernel_counters[i].name,
+                                          kernel_value(&c->kernel, &kernel_counters[i]));
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
@@ -180,7 +229,7 @@ static int method_get_client_stats(sd_bus_message *m, void *userdata, sd_bus_err
         }
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
-                r = append_client_stats(reply, c);
+                r = append_client_stats(reply, s, c);
         if (r >= 0)
                 r = sd_bus_send(NULL, reply, NULL);
         sd_bus_message_unref(reply);
@@ -340,6 +389,15 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("PressureLevel", manager_get_counter),
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
+        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
+        COUNTER("KernelFaults", manager_get_counter),
+        COUNTER("KernelFaultLatencyP50Ns", manager_get_counter),
+        COUNTER("KernelFaultLatencyP99Ns", manager_get_counter),
+        COUNTER("CollapsesOk", manager_get_counter),
+        COUNTER("CollapsesMapped", manager_get_counter),
+        COUNTER("CollapsesFailed", manager_get_counter),
+        COUNTER("KhugepagedCollapses", manager_get_counter),
+        COUNTER("ThpSplits", manager_get_counter),
         SD_BUS_METHOD_WITH_NAMES("ListClients", NULL, , "a(uuso)", SD_BUS_PARAM(clients),
                                  method_list_clients, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetClientStats", "u", SD_BUS_PARAM(pid), "a{st}", SD_BUS_PARAM(stats),
@@ -396,9 +454,11 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
         if (r < 0)
                 return r;
 
-        const struct counter *k = counter_find(property);
+        const struct counter *k = counter_find(property), *kk = kernel_counter_find(property);
         if (k && strcmp(property, "Ranges") != 0)
                 r = sd_bus_message_append(reply, "t", counter_value(&c->s, k));
+        else if (kk)
+                r = sd_bus_message_append(reply, "t", kernel_value(&c->kernel, kk));
         else if (strcmp(property, "Pid") == 0)
                 r = sd_bus_message_append(reply, "u", (uint32_t)c->pid);
         else if (strcmp(property, "Uid") == 0)
@@ -438,7 +498,7 @@ static int client_method_get_stats(sd_bus_message *m, void *userdata, sd_bus_err
                 return r;
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
-                r = append_client_stats(reply, c);
+                r = append_client_stats(reply, s, c);
         if (r >= 0)
                 r = sd_bus_send(NULL, reply, NULL);
         sd_bus_message_unref(reply);
@@ -471,6 +531,15 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("PromotionLatencyP99Ns"),
         CLIENT_COUNTER("RegionsHuge"),
         CLIENT_COUNTER("ReservationsReleased"),
+        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
+        CLIENT_COUNTER("KernelFaults"),
+        CLIENT_COUNTER("KernelFaultLatencyP50Ns"),
+        CLIENT_COUNTER("KernelFaultLatencyP99Ns"),
+        CLIENT_COUNTER("CollapsesOk"),
+        CLIENT_COUNTER("CollapsesMapped"),
+        CLIENT_COUNTER("CollapsesFailed"),
+        CLIENT_COUNTER("KhugepagedCollapses"),
+        CLIENT_COUNTER("ThpSplits"),
         SD_BUS_METHOD_WITH_NAMES("GetStats", NULL, , "a{st}", SD_BUS_PARAM(stats),
                                  client_method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,

@@ -11,6 +11,24 @@
 
 #include "manager.h"
 #include "snapshot.h"
+#include "trace.h"
+
+/* One map lookup for a pid, a walk of the map for 0; zeros when tracing is off. */
+static void kernel_read(struct trace *t, pid_t pid, struct snapshot_kernel *k)
+{
+        struct trace_stats ts;
+
+        if (!t || trace_read(t, pid, &ts) < 0)
+                return;
+        *k = (struct snapshot_kernel){ .faults = ts.faults,
+                                       .fault_p50_ns = ts.fault_p50_ns,
+                                       .fault_p99_ns = ts.fault_p99_ns,
+                                       .collapse_ok = ts.collapse_ok,
+                                       .collapse_mapped = ts.collapse_mapped,
+                                       .collapse_failed = ts.collapse_failed,
+                                       .khugepaged_ok = ts.khugepaged_ok,
+                                       .thp_splits = ts.thp_splits };
+}
 
 static int by_pid(const void *a, const void *b)
 {
@@ -67,6 +85,7 @@ struct snapshot *snapshot_take(struct manager *m)
                 e->max_window = c->max_window;
                 e->dense_predict = c->dense_predict;
                 e->policy_explicit = c->policy_explicit;
+                kernel_read(m->trace, c->pid, &e->kernel);
                 if (c->ranges.n) {
                         e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
                         if (!e->ranges)
@@ -87,6 +106,8 @@ struct snapshot *snapshot_take(struct manager *m)
         dedup(s);
 
         s->clients = s->n;
+        s->tracing = m->trace != NULL;
+        kernel_read(m->trace, 0, &s->kernel);
         s->total.faults_served = m->c.faults_served;
         s->total.pages_populated = m->c.pages_populated;
         s->total.promotions = m->c.promotions;

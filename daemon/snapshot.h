@@ -23,6 +23,15 @@ struct snapshot_range {
         uint32_t threshold;     /* 0 = the client's default */
 };
 
+/* In-kernel tracing (trace.h) of one process or of all: 0 when it is off. */
+struct snapshot_kernel {
+        uint64_t faults;                /* faults that slept in handle_userfault */
+        uint64_t fault_p50_ns, fault_p99_ns;
+        uint64_t collapse_ok, collapse_mapped, collapse_failed;
+        uint64_t khugepaged_ok;
+        uint64_t thp_splits;
+};
+
 struct snapshot_client {
         uint64_t id;            /* the daemon's client id: newest wins for a pid */
         pid_t pid;
@@ -30,6 +39,7 @@ struct snapshot_client {
         char comm[16];
         char exe[64];           /* basename of /proc/PID/exe at connect time */
         struct hp_stats s;      /* s.threshold: the client's default threshold */
+        struct snapshot_kernel kernel;
         uint32_t max_window;
         bool dense_predict;
         bool policy_explicit;   /* set by the client itself or SetPolicy */
@@ -45,6 +55,8 @@ struct snapshot {
         struct hp_stats total;
         uint64_t clients;
         uint64_t pool_chunks, pool_bytes, pressure_level;  /* no pool yet: 0 */
+        bool tracing;                   /* in-kernel tracing runs */
+        struct snapshot_kernel kernel;  /* of every process ever traced */
         /* The configuration in force. */
         char config_file[256];
         uint32_t threshold, max_window;

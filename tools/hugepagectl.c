@@ -281,6 +281,31 @@ static const char *const design_counters[] = {
         "PressureLevel", "Clients", "Ranges",
 };
 
+/* In-kernel tracing (eBPF): Tracing, then its counters; all 0 when it is off. */
+static const char *const kernel_counters[] = {
+        "KernelFaults", "KernelFaultLatencyP50Ns", "KernelFaultLatencyP99Ns", "CollapsesOk", "CollapsesMapped",
+        "CollapsesFailed", "KhugepagedCollapses", "ThpSplits",
+};
+
+/* "tracing on: 1234 faults slept (p50 25.0 us, p99 180.0 us); ..." or "tracing off". */
+static void print_kernel(const struct props *p, const char *prefix)
+{
+        char a[32], b[32];
+        const struct prop *t = prop_get(p, "Tracing");
+        if (!t)
+                return;         /* a daemon without these properties */
+        if (!t->u) {
+                printf("%stracing off\n", prefix);
+                return;
+        }
+        printf("%stracing on: %" PRIu64 " faults slept (p50 %s, p99 %s); collapses %" PRIu64 " ok, %" PRIu64
+               " mapped, %" PRIu64 " failed; %" PRIu64 " by khugepaged; %" PRIu64 " THP splits\n",
+               prefix, prop_u(p, "KernelFaults"), fmt_ns(prop_u(p, "KernelFaultLatencyP50Ns"), a, sizeof(a)),
+               fmt_ns(prop_u(p, "KernelFaultLatencyP99Ns"), b, sizeof(b)), prop_u(p, "CollapsesOk"),
+               prop_u(p, "CollapsesMapped"), prop_u(p, "CollapsesFailed"), prop_u(p, "KhugepagedCollapses"),
+               prop_u(p, "ThpSplits"));
+}
+
 static int cmd_stats(sd_bus *bus)
 {
         struct props p;
@@ -296,6 +321,17 @@ static int cmd_stats(sd_bus *bus)
                         printf("%s\n  \"%s\": %" PRIu64, i ? "," : "", key, prop_u(&p, design_counters[i]));
                 else
                         printf("%-26s %" PRIu64 "\n", key, prop_u(&p, design_counters[i]));
+        }
+        if (arg_json)
+                printf(",\n  \"tracing\": %s", prop_u(&p, "Tracing") ? "true" : "false");
+        else
+                printf("%-26s %s\n", "tracing", prop_u(&p, "Tracing") ? "on" : "off");
+        for (size_t i = 0; i < ARRAY_SIZE(kernel_counters); i++) {
+                snake(kernel_counters[i], key, sizeof(key));
+                if (arg_json)
+                        printf(",\n  \"%s\": %" PRIu64, key, prop_u(&p, kernel_counters[i]));
+                else
+                        printf("%-26s %" PRIu64 "\n", key, prop_u(&p, kernel_counters[i]));
         }
         if (arg_json)
                 printf("\n}\n");
@@ -425,6 +461,7 @@ static int cmd_status(sd_bus *bus)
         printf("    Released: %" PRIu64 " reservations\n", prop_u(&p, "ReservationsReleased"));
         printf("        Pool: %" PRIu64 " chunks, %s; pressure level %" PRIu64 "\n", prop_u(&p, "PoolChunks"),
                fmt_bytes(prop_u(&p, "PoolBytes"), a, sizeof(a)), prop_u(&p, "PressureLevel"));
+        print_kernel(&p, "      Kernel: ");
         props_done(&p);
         if (clients) {
                 printf("\n");
@@ -498,6 +535,7 @@ static int cmd_client(sd_bus *bus, const char *pidarg, bool ranges_only)
                         else
                                 printf("  %-24s %" PRIu64 "\n", key, x->u);
                 }
+                print_kernel(&p, "  kernel: ");
         }
         props_done(&p);
         return 0;
