@@ -584,30 +584,55 @@ class Bench:
                               "(bucket upper bound); the program: around the touching instruction")
 
     def case_s8(self, d):
+        """The kernel runs with the pages reserved in advance (as its users
+        must); hugepaged runs with the pool as found, left to the daemon, which
+        grows it for the program's mmap (pre-touching the pages it adds) and
+        takes the pages back when the program ends."""
         size = self.p["hugetlb"]
         want = size // (2 * MiB)
         path = "/proc/sys/vm/nr_hugepages"
-        with open(path) as f:
-            orig = int(f.read())
+
+        def nr():
+            with open(path) as f:
+                return int(f.read())
+
+        def set_nr(v):
+            with open(path, "w") as f:
+                f.write(str(v))
+        orig = nr()
         self.restore.append((path, str(orig)))
-        with open(path, "w") as f:
-            f.write(str(orig + want))
-        with open(path) as f:
-            got = int(f.read()) - orig
+        given_back = []
+        last = [None]
+
+        def pool_for(mode):
+            if last[0] == "hugepaged":
+                # the daemon gives its pages back on its own thread: wait for it
+                end = time.monotonic() + 30
+                while nr() != orig and time.monotonic() < end:
+                    time.sleep(0.05)
+                given_back.append(nr() == orig)
+            last[0] = mode
+            set_nr(orig + want if mode == "plain" else orig)
+            return ["hugetlb", size_arg(size)]
+        pool_for("plain")
+        got = nr() - orig
         if got < want:
             self.row("S8", "hugetlb 2 MiB fault p50", {}, None, None, "", "<= 1.0x kernel", None, "us",
                      note=f"only {got} of {want} huge pages could be reserved")
             return
         log("  S8 warm-up (first touch of the huge pages on the host)")
         self.run("plain", ["hugetlb", size_arg(size)])
-        m = self.runs("S8", ["plain", "hugepaged"], ["hugetlb", size_arg(size)], daemon=d)
+        m = self.runs("S8", ["plain", "hugepaged"], pool_for, daemon=d)
+        pool_for("hugepaged")       # the last run's pages are back
         kn, hp = m["plain"], m["hugepaged"]
         managed = (hp.get("faults_served") or 0) > 0
         h, k = hp.get("fault2m_p50_ns"), kn.get("fault2m_p50_ns")
+        note = "not managed" if not managed else (
+            f"pool {orig} pages at start of each hugepaged run, grown by the daemon; "
+            f"daemon-side (read to reply) p50 {(hp.get('fault_p50_ns') or 0) / 1000:.0f} us "
+            f"(a 2 MiB copy where the kernel clears); pages given back after every run: {all(given_back)}")
         self.row("S8", "hugetlb 2 MiB fault p50", {"kernel hugetlb": scale(k, 1e-3)}, scale(h, 1e-3), div(h, k),
-                 "kernel", "<= 1.0x kernel", check(lambda: h <= k) if managed else None, "us",
-                 note="" if managed else "not managed: hugepaged has no hugetlb backend yet "
-                                         "(the shim leaves MAP_HUGETLB mappings alone)")
+                 "kernel", "<= 1.0x kernel", check(lambda: h <= k) if managed else None, "us", note=note)
 
     def case_s9(self, d):
         n = self.p["scale_clients"]
