@@ -120,6 +120,16 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
                 v = s->pool_bytes;
         else if (strcmp(property, "PressureLevel") == 0)
                 v = s->pressure_level;
+        else if (strcmp(property, "HugetlbPages") == 0)
+                v = s->hugetlb.pages;
+        else if (strcmp(property, "HugetlbFaults") == 0)
+                v = s->hugetlb.faults;
+        else if (strcmp(property, "HugetlbPoolAdded") == 0)
+                v = s->hugetlb.pool_added;
+        else if (strcmp(property, "HugetlbPoolBase") == 0)
+                v = s->hugetlb.pool_base;
+        else if (strcmp(property, "HugetlbBudget") == 0)
+                v = s->hugetlb.budget;
         r = sd_bus_message_append(reply, "t", v);
         snapshot_unref(s);
         return r;
@@ -207,6 +217,10 @@ static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, 
         for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(kernel_counters); i++)
                 r = sd_bus_message_append(reply, "{st}", kernel_counters[i].name,
                                           kernel_value(&c->kernel, &kernel_counters[i]));
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{st}", "HugetlbPages", c->hugetlb_pages);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{st}", "HugetlbFaults", c->hugetlb_faults);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
@@ -387,6 +401,11 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("PoolChunks", manager_get_counter),
         COUNTER("PoolBytes", manager_get_counter),
         COUNTER("PressureLevel", manager_get_counter),
+        COUNTER("HugetlbPages", manager_get_counter),
+        COUNTER("HugetlbFaults", manager_get_counter),
+        COUNTER("HugetlbPoolAdded", manager_get_counter),
+        COUNTER("HugetlbPoolBase", manager_get_counter),
+        COUNTER("HugetlbBudget", manager_get_counter),
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
@@ -459,6 +478,10 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
                 r = sd_bus_message_append(reply, "t", counter_value(&c->s, k));
         else if (kk)
                 r = sd_bus_message_append(reply, "t", kernel_value(&c->kernel, kk));
+        else if (strcmp(property, "HugetlbPages") == 0)
+                r = sd_bus_message_append(reply, "t", c->hugetlb_pages);
+        else if (strcmp(property, "HugetlbFaults") == 0)
+                r = sd_bus_message_append(reply, "t", c->hugetlb_faults);
         else if (strcmp(property, "Pid") == 0)
                 r = sd_bus_message_append(reply, "u", (uint32_t)c->pid);
         else if (strcmp(property, "Uid") == 0)
@@ -532,6 +555,8 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("RegionsHuge"),
         CLIENT_COUNTER("ReservationsReleased"),
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
+        CLIENT_COUNTER("HugetlbPages"),
+        CLIENT_COUNTER("HugetlbFaults"),
         CLIENT_COUNTER("KernelFaults"),
         CLIENT_COUNTER("KernelFaultLatencyP50Ns"),
         CLIENT_COUNTER("KernelFaultLatencyP99Ns"),

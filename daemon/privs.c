@@ -14,6 +14,9 @@
  * CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (the tracer is loaded before; its
  * maps are used through their fds), CAP_SYS_RESOURCE (RLIMIT_NOFILE is
  * raised before), CAP_NET_*, CAP_SETUID/SETGID/SETPCAP and the rest.
+ * Growing and shrinking the hugetlb pool (hugetlb.c) needs none: the
+ * nr_hugepages file is owned by root, mode 0644, and memfd_create(MFD_HUGETLB)
+ * and fallocate() on it are unprivileged.
  *
  * Capabilities are per thread: this runs before the first thread starts.
  * Never called again; nothing here can be undone.

@@ -86,6 +86,8 @@ struct snapshot *snapshot_take(struct manager *m)
                 e->dense_predict = c->dense_predict;
                 e->policy_explicit = c->policy_explicit;
                 kernel_read(m->trace, c->pid, &e->kernel);
+                e->hugetlb_pages = hugetlb_client_pages(c);
+                e->hugetlb_faults = c->hugetlb.faults;
                 if (c->ranges.n) {
                         e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
                         if (!e->ranges)
@@ -108,6 +110,7 @@ struct snapshot *snapshot_take(struct manager *m)
         s->clients = s->n;
         s->tracing = m->trace != NULL;
         kernel_read(m->trace, 0, &s->kernel);
+        hugetlb_stats(m, &s->hugetlb);
         s->total.faults_served = m->c.faults_served;
         s->total.pages_populated = m->c.pages_populated;
         s->total.promotions = m->c.promotions;

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "hugepaged-protocol.h"
+#include "hugetlb.h"
 
 struct manager;
 
@@ -40,6 +41,8 @@ struct snapshot_client {
         char exe[64];           /* basename of /proc/PID/exe at connect time */
         struct hp_stats s;      /* s.threshold: the client's default threshold */
         struct snapshot_kernel kernel;
+        uint64_t hugetlb_pages;         /* hugetlb pages charged to it now */
+        uint64_t hugetlb_faults;        /* its hugetlb faults served */
         uint32_t max_window;
         bool dense_predict;
         bool policy_explicit;   /* set by the client itself or SetPolicy */
@@ -55,6 +58,7 @@ struct snapshot {
         struct hp_stats total;
         uint64_t clients;
         uint64_t pool_chunks, pool_bytes, pressure_level;  /* no pool yet: 0 */
+        struct hugetlb_stats hugetlb;   /* hugetlb.h */
         bool tracing;                   /* in-kernel tracing runs */
         struct snapshot_kernel kernel;  /* of every process ever traced */
         /* The configuration in force. */
