@@ -28,6 +28,7 @@
 #define MSGS_PER_READ 64
 #define READS_PER_WAKEUP 16     /* fairness: other clients get a turn */
 #define NATIVE_AHEAD_MAX 16     /* regions handed to the kernel ahead of a stream */
+#define AHEAD_REGION_NS 100000  /* a stream writes 2 MiB in no less than this */
 
 #define COUNT(cl, field, n) do { (cl)->c.field += (n); (cl)->m->c.field += (n); } while (0)
 
@@ -89,7 +90,8 @@ static void native_ahead(struct client *c, uint64_t idx, unsigned n)
                 struct region *r;
                 if (region_add(&c->regions, idx + i, &r) == 0) {
                         r->flags |= REGION_F_NATIVE | REGION_F_AHEAD;
-                        if (promote_region(c, r, true) == 0)
+                        /* the stream gets there in about i + 1 region times */
+                        if (promote_region(c, r, true, now_ns() + (i + 1) * AHEAD_REGION_NS) == 0)
                                 continue;
                         region_remove(&c->regions, r);
                 }
@@ -144,7 +146,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                                 wake(c, page_addr, HP_PAGE_SIZE);
                                 native_ahead(c, idx + 1, ahead);
                                 r->flags |= REGION_F_NATIVE;
-                                if (promote_region(c, r, true) == 0) {
+                                if (promote_region(c, r, true, 0) == 0) {
                                         uint64_t dt = now_ns() - t0;
                                         histogram_add(&c->c.fault_latency_ns, dt);
                                         histogram_add(&m->c.fault_latency_ns, dt);
@@ -194,7 +196,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
         histogram_add(&m->c.fault_latency_ns, dt);
 
         if (region_should_promote(r, threshold, whole))
-                promote_region(c, r, false);
+                promote_region(c, r, false, 0);
 }
 
 struct span {

@@ -149,7 +149,9 @@ int promote_queue_new(struct manager *m, unsigned workers, struct promote_queue 
 void promote_queue_free(struct promote_queue *q);
 int promote_queue_fd(struct promote_queue *q);
 /* Queue a promotion of region r; native = the region was already unregistered. */
-int promote_region(struct client *c, struct region *r, bool native);
+/* Queue a region's promotion; a native job looks first at not_before_ns
+ * (CLOCK_MONOTONIC; 0: at once). */
+int promote_region(struct client *c, struct region *r, bool native, uint64_t not_before_ns);
 void promote_drain_done(struct manager *m);
 /* Drop the jobs of a client that is going away (not yet started ones). */
 void promote_forget_client(struct promote_queue *q, uint64_t client_id);

@@ -219,27 +219,50 @@ static enum job_step run_job(struct promote_job *j, const void *zero)
         return JOB_DONE;
 }
 
+/*
+ * The next job to run: the first urgent one that is due (fills, and native
+ * jobs whose time to look has come), else a collapse. NULL when none is due;
+ * *wake_at then tells when the first urgent one will be (0: none queued).
+ */
+static struct promote_job *pop_due(struct promote_queue *q, uint64_t now, uint64_t *wake_at)
+{
+        *wake_at = 0;
+        for (struct promote_job **pj = &q->urgent.head; *pj; pj = &(*pj)->next) {
+                struct promote_job *j = *pj;
+                if (j->t_retry <= now) {
+                        *pj = j->next;
+                        if (!*pj)
+                                q->urgent.tail = pj;
+                        return j;
+                }
+                if (!*wake_at || j->t_retry < *wake_at)
+                        *wake_at = j->t_retry;
+        }
+        return job_list_pop(&q->collapse);
+}
+
 static void *worker_main(void *arg)
 {
         struct promote_queue *q = arg;
 
         pthread_mutex_lock(&q->lock);
-        for (;;) {
-                while (!q->urgent.head && !q->collapse.head && !q->stop)
-                        pthread_cond_wait(&q->cond, &q->lock);
-                if (q->stop)
-                        break;
-                struct promote_job *j = job_list_pop(&q->urgent);
-                if (!j)
-                        j = job_list_pop(&q->collapse);
+        while (!q->stop) {
+                uint64_t wake_at;
+                struct promote_job *j = pop_due(q, now_ns(), &wake_at);
+                if (!j) {
+                        /* Native jobs look again at most every
+                         * NATIVE_RETRY_US: many of them waiting (a stream's
+                         * regions ahead) must not keep the worker spinning. */
+                        if (wake_at) {
+                                struct timespec ts = { .tv_sec = (time_t)(wake_at / 1000000000u),
+                                                       .tv_nsec = (long)(wake_at % 1000000000u) };
+                                pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+                        } else
+                                pthread_cond_wait(&q->cond, &q->lock);
+                        continue;
+                }
                 pthread_mutex_unlock(&q->lock);
 
-                /* A native job looks again at most every NATIVE_RETRY_US:
-                 * many of them waiting (a stream's regions ahead) must not
-                 * keep the worker spinning. */
-                uint64_t t = j->t_retry ? now_ns() : 0;
-                if (t && t < j->t_retry)
-                        sleep_us((long)((j->t_retry - t) / 1000) + 1);
                 enum job_step step = run_job(j, q->zero);
                 if (step == JOB_DONE)
                         j->fds = client_fds_unref(j->fds);
@@ -270,7 +293,11 @@ int promote_queue_new(struct manager *m, unsigned nworkers, struct promote_queue
         if (!q)
                 return -ENOMEM;
         pthread_mutex_init(&q->lock, NULL);
-        pthread_cond_init(&q->cond, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);        /* now_ns()'s clock */
+        pthread_cond_init(&q->cond, &ca);
+        pthread_condattr_destroy(&ca);
         job_list_init(&q->urgent);
         job_list_init(&q->collapse);
         q->zero = m->zero_page;
@@ -357,7 +384,7 @@ int promote_queue_fd(struct promote_queue *q)
         return q->efd;
 }
 
-int promote_region(struct client *c, struct region *r, bool native)
+int promote_region(struct client *c, struct region *r, bool native, uint64_t not_before_ns)
 {
         struct promote_queue *q = c->m->pq;
         struct promote_job *j = calloc(1, sizeof(*j));
@@ -369,6 +396,7 @@ int promote_region(struct client *c, struct region *r, bool native)
         j->native = native;
         j->ahead = r->flags & REGION_F_AHEAD;
         j->t_queued = now_ns();
+        j->t_retry = native ? not_before_ns : 0;
         j->fds = client_fds_ref(c->fds);
         memcpy(j->bits, r->bits, sizeof(j->bits));
         r->state = REGION_PROMOTING;

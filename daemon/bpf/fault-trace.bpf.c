@@ -224,6 +224,12 @@ int BPF_PROG(scan_pmd, struct mm_struct *mm, struct folio *folio, int referenced
                 __sync_fetch_and_add(&p->collapse_ok, 1);
         } else if (status == bpf_core_enum_value(enum scan_result, SCAN_PMD_MAPPED)) {
                 __sync_fetch_and_add(&p->collapse_mapped, 1);
+        } else if ((bpf_core_enum_value_exists(enum scan_result, SCAN_PMD_NULL) &&
+                    status == bpf_core_enum_value(enum scan_result, SCAN_PMD_NULL)) ||
+                   (bpf_core_enum_value_exists(enum scan_result, SCAN_PMD_NONE) &&
+                    status == bpf_core_enum_value(enum scan_result, SCAN_PMD_NONE))) {
+                /* nothing mapped there yet: the daemon asking whether a
+                 * woken thread took its native THP fault; not a failure */
         } else {
                 __sync_fetch_and_add(&p->collapse_failed, 1);
         }

@@ -27,7 +27,7 @@ struct trace_proc {
         __u64 fault_ns;         /* their total time, fault entry to return */
         __u64 collapse_ok;      /* MADV_COLLAPSE scans that made a THP */
         __u64 collapse_mapped;  /* ... that found one there already (native THP fault) */
-        __u64 collapse_failed;  /* ... that failed (any other result) */
+        __u64 collapse_failed;  /* ... that failed (any other result but "nothing mapped yet") */
         __u64 khugepaged_ok;    /* collapses by khugepaged */
         __u64 thp_splits;       /* PMD mappings split (not unmapped) by the process */
         __u32 hist[TRACE_HIST_BUCKETS];
