@@ -29,6 +29,10 @@
 #define READS_PER_WAKEUP 16     /* fairness: other clients get a turn */
 #define NATIVE_AHEAD_MAX 16     /* regions handed to the kernel ahead of a stream */
 #define AHEAD_REGION_NS 100000  /* a stream writes 2 MiB in no less than this */
+/* Regions of one client unregistered at a time for native jobs: each may
+ * split a VMA in three until it is registered again, and the client's own
+ * mmap() calls must never meet vm.max_map_count because of us. */
+#define MAX_UNREGISTERED 256
 
 #define COUNT(cl, field, n) do { (cl)->c.field += (n); (cl)->m->c.field += (n); } while (0)
 
@@ -102,6 +106,27 @@ static void native_ahead(struct client *c, uint64_t idx, unsigned n)
         }
 }
 
+/*
+ * A region reached the threshold. Collapse it unregistered: the kernel fills
+ * the holes with zeros itself, and the client's faults in them meanwhile are
+ * ordinary kernel faults; the job registers it again (promote.c). Past the
+ * VMA budget, fill the holes with copies and collapse in place (registered).
+ */
+static void promote_threshold(struct client *c, struct region *r, uint64_t rstart)
+{
+        if (c->unregistered < MAX_UNREGISTERED && region_unregister(c, rstart, HP_REGION_SIZE) == 0) {
+                c->unregistered++;
+                r->flags |= REGION_F_NATIVE;
+                if (promote_region(c, r, true, 0) < 0) {
+                        /* out of memory: nobody will register it again */
+                        r->state = REGION_RESERVED;
+                        r->flags |= REGION_F_NO_PROMOTE;
+                }
+                return;
+        }
+        promote_region(c, r, false, 0);
+}
+
 static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
 {
         struct manager *m = c->m;
@@ -141,8 +166,12 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                          * this fault, and at the next regions of the stream. */
                         unsigned ahead = region_native_ahead(&c->regions, idx, rg->start >> REGION_SHIFT,
                                                              rg->end >> REGION_SHIFT, NATIVE_AHEAD_MAX);
-                        e = region_unregister(c, rstart, (uint64_t)(1 + ahead) << REGION_SHIFT);
+                        if (c->unregistered + 1 + ahead > MAX_UNREGISTERED)
+                                ahead = 0;
+                        e = c->unregistered < MAX_UNREGISTERED ?
+                                region_unregister(c, rstart, (uint64_t)(1 + ahead) << REGION_SHIFT) : -EBUSY;
                         if (e == 0) {
+                                c->unregistered += 1 + ahead;
                                 wake(c, page_addr, HP_PAGE_SIZE);
                                 native_ahead(c, idx + 1, ahead);
                                 r->flags |= REGION_F_NATIVE;
@@ -196,7 +225,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
         histogram_add(&m->c.fault_latency_ns, dt);
 
         if (region_should_promote(r, threshold, whole))
-                promote_region(c, r, false, 0);
+                promote_threshold(c, r, rstart);
 }
 
 struct span {

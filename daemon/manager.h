@@ -77,6 +77,7 @@ struct client {
 
         struct sync_wait *syncs;
         unsigned nsyncs;
+        unsigned unregistered;  /* regions unregistered for a native job (VMA budget) */
 
         struct range_set ranges;
         struct region_table regions;

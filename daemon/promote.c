@@ -3,20 +3,28 @@
  * promote.c: turns reservations into huge pages, off the fault path.
  *
  * The main thread queues a job per region; worker threads run it.
- *  - Threshold promotion (fill): UFFDIO_COPY zeros into the region's holes,
- *    then process_madvise(MADV_COLLAPSE). The region stays registered the
- *    whole time: collapse refuses pte_none entries in uffd-armed VMAs, and
- *    filling them avoids unregistering. So the client's VMA is never split
- *    (a resizing mremap of the mapping keeps working) and nothing ever has
- *    to be registered again: once a region is unregistered, an munmap of it
- *    produces no event, and registering the address later could catch a
- *    different mapping (a thread stack, say).
- *  - Dense path (native): the main thread already unregistered the region
- *    and woke the faulting thread, which takes a native THP fault. The job
- *    waits until the THP is there (MADV_COLLAPSE then finds it, or builds it
- *    from the 4 KiB pages the thread got instead). The main thread registers
- *    the region again when the job reports back, after checking that the
- *    mapping is still the one it unregistered.
+ *  - Native jobs: the main thread has unregistered the region, so the
+ *    kernel serves faults there itself, then queued the job; the worker runs
+ *    process_madvise(MADV_COLLAPSE), and the main thread registers the
+ *    region again when the job reports back, after checking that the mapping
+ *    is still the one it unregistered (an munmap of an unregistered region
+ *    produces no event: the address could hold a thread stack by now).
+ *    Three ways in, all through fault.c:
+ *      threshold: the region reached the promotion threshold; collapse
+ *        copies its pages into a THP and fills the holes with zeros itself;
+ *      dense path: the faulting thread was woken and takes a native THP
+ *        fault; the collapse then finds the THP there (or builds it from the
+ *        4 KiB pages the thread got instead);
+ *      ahead: regions a sequential stream will reach next; the job first
+ *        looks when the stream can be there, and a region the stream never
+ *        reaches is simply registered again, untouched.
+ *    While unregistered, a region splits its VMA in three: a resizing
+ *    mremap() fails with EFAULT, which the shim answers with SYNC (wait for
+ *    the jobs in that span) and a retry. fault.c bounds how many regions of a
+ *    client are unregistered at once.
+ *  - Fill jobs, past that bound: UFFDIO_COPY zeros into the region's holes
+ *    (collapse refuses pte_none entries in uffd-armed VMAs), then
+ *    MADV_COLLAPSE with the region registered the whole time.
  * Results come back through a list and an eventfd. Workers never touch client
  * or region objects: a job carries a reference to the client's fds and a
  * copy of the region's populated bitmap.
@@ -451,6 +459,8 @@ static void job_apply(struct client *c, struct promote_job *j)
         uint64_t dt = now_ns() - j->t_queued;
         struct region *r = region_lookup(&c->regions, j->idx);
 
+        if (j->native && c->unregistered)
+                c->unregistered--;
         if (!r || r->state != REGION_PROMOTING)
                 return;
         if (r->flags & REGION_F_GONE || j->result == -ENOENT ||

@@ -203,6 +203,14 @@ static void check_block(void *p, size_t n, const char *what)
                 return;
         vma_flags(p, flags, sizeof(flags));
         um = has_flag(flags, "um");
+        /* A region the daemon is promoting is unregistered for the time of
+         * its collapse (or, ahead of a sequential stream, until the stream
+         * gets there or 100 ms pass): it must be registered again after. */
+        for (int i = 0; !um && expect == EXPECT_MANAGED && i < 1000; i++) {
+                usleep(10000);
+                vma_flags(p, flags, sizeof(flags));
+                um = has_flag(flags, "um");
+        }
         blocks_seen++;
         blocks_registered += um;
         if (expect == EXPECT_MANAGED) {
