@@ -101,6 +101,7 @@ static void native_ahead(struct client *c, uint64_t idx, unsigned n)
                 }
                 /* Out of memory: leave the rest to the kernel for good. */
                 uint64_t start = (idx + i) << REGION_SHIFT;
+                c->unregistered -= n - i;
                 fault_drop_span(c, start, start + ((uint64_t)(n - i) << REGION_SHIFT));
                 return;
         }
@@ -119,6 +120,7 @@ static void promote_threshold(struct client *c, struct region *r, uint64_t rstar
                 r->flags |= REGION_F_NATIVE;
                 if (promote_region(c, r, true, 0) < 0) {
                         /* out of memory: nobody will register it again */
+                        c->unregistered--;
                         r->state = REGION_RESERVED;
                         r->flags |= REGION_F_NO_PROMOTE;
                 }
@@ -182,6 +184,7 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                                         return;
                                 }
                                 /* could not queue the re-registration: serve at 4K meanwhile */
+                                c->unregistered--;
                                 r->state = REGION_RESERVED;
                                 r->flags |= REGION_F_NO_PROMOTE;
                                 return;
