@@ -87,24 +87,6 @@ struct hugetlb_pool {
         bool grew;              /* pool thread: the daemon changed the pool at least once */
 };
 
-/* ---- pure ------------------------------------------------------------------ */
-
-uint64_t hugetlb_shrink_target(uint64_t current, uint64_t added, uint64_t charged)
-{
-        uint64_t excess = added > charged ? added - charged : 0;
-        return current > excess ? current - excess : 0;
-}
-
-int64_t hugetlb_grow_amount(uint64_t available, uint64_t want, uint64_t added, uint64_t budget)
-{
-        if (available >= want)
-                return 0;
-        uint64_t need = want - available;
-        if (need > budget || added > budget - need)
-                return -ENOSPC;
-        return (int64_t)need;
-}
-
 /* ---- sysfs -------------------------------------------------------------------- */
 
 static int read_u64(int fd, uint64_t *ret)
