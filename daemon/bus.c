@@ -65,30 +65,22 @@ static const struct counter kernel_counters[] = {
 };
 #undef K
 
-static const struct counter *kernel_counter_find(const char *name)
+/* The entry of `name` in a counter table, or NULL. */
+static const struct counter *table_find(const struct counter *v, size_t n, const char *name)
 {
-        for (size_t i = 0; i < ARRAY_SIZE(kernel_counters); i++)
-                if (strcmp(kernel_counters[i].name, name) == 0)
-                        return &kernel_counters[i];
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(v[i].name, name) == 0)
+                        return &v[i];
         return NULL;
 }
 
-static uint64_t kernel_value(const struct snapshot_kernel *k, const struct counter *c)
-{
-        return *(const uint64_t *)((const char *)k + c->offset);
-}
+#define counter_find(name) table_find(counters, ARRAY_SIZE(counters), name)
+#define kernel_counter_find(name) table_find(kernel_counters, ARRAY_SIZE(kernel_counters), name)
 
-static const struct counter *counter_find(const char *name)
+/* The counter's field in the struct it describes (struct hp_stats or struct snapshot_kernel). */
+static uint64_t field_value(const void *stats, const struct counter *c)
 {
-        for (size_t i = 0; i < ARRAY_SIZE(counters); i++)
-                if (strcmp(counters[i].name, name) == 0)
-                        return &counters[i];
-        return NULL;
-}
-
-static uint64_t counter_value(const struct hp_stats *s, const struct counter *c)
-{
-        return *(const uint64_t *)((const char *)s + c->offset);
+        return *(const uint64_t *)((const char *)stats + c->offset);
 }
 
 static int snapshot_missing(sd_bus_error *error)
@@ -109,9 +101,9 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
                 return snapshot_missing(error);
         const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
         if (c)
-                v = counter_value(&s->total, c);
+                v = field_value(&s->total, c);
         else if (k)
-                v = kernel_value(&s->kernel, k);
+                v = field_value(&s->kernel, k);
         else if (strcmp(property, "Clients") == 0)
                 v = s->clients;
         else if (strcmp(property, "PoolChunks") == 0)
@@ -211,12 +203,12 @@ static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, 
 {
         int r = sd_bus_message_open_container(reply, 'a', "{st}");
         for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(counters); i++)
-                r = sd_bus_message_append(reply, "{st}", counters[i].name, counter_value(&c->s, &counters[i]));
+                r = sd_bus_message_append(reply, "{st}", counters[i].name, field_value(&c->s, &counters[i]));
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{st}", "Tracing", (uint64_t)s->tracing);
         for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(kernel_counters); i++)
                 r = sd_bus_message_append(reply, "{st}", kernel_counters[i].name,
-                                          kernel_value(&c->kernel, &kernel_counters[i]));
+                                          field_value(&c->kernel, &kernel_counters[i]));
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{st}", "HugetlbPages", c->hugetlb_pages);
         if (r >= 0)
@@ -475,9 +467,9 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
 
         const struct counter *k = counter_find(property), *kk = kernel_counter_find(property);
         if (k && strcmp(property, "Ranges") != 0)
-                r = sd_bus_message_append(reply, "t", counter_value(&c->s, k));
+                r = sd_bus_message_append(reply, "t", field_value(&c->s, k));
         else if (kk)
-                r = sd_bus_message_append(reply, "t", kernel_value(&c->kernel, kk));
+                r = sd_bus_message_append(reply, "t", field_value(&c->kernel, kk));
         else if (strcmp(property, "HugetlbPages") == 0)
                 r = sd_bus_message_append(reply, "t", c->hugetlb_pages);
         else if (strcmp(property, "HugetlbFaults") == 0)
