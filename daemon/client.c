@@ -374,36 +374,47 @@ static void handle_register(struct client *c, const struct hp_range_req *req)
                 send_error(c, &req->hdr, r, "%s", why[0] ? why : strerror(-r));
                 return;
         }
-        /* Records left from memory unmapped while unregistered describe
-         * nothing now: this is a new mapping. */
-        fault_drop_span(c, start, end);
-        struct uffdio_register reg = {
-                .range = { .start = start, .len = req->length },
-                .mode = UFFDIO_REGISTER_MODE_MISSING,
-        };
-        if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
-                r = -errno;
-                send_error(c, &req->hdr, r, "UFFDIO_REGISTER %#" PRIx64 "+%#" PRIx64 ": %s", start,
-                           req->length, strerror(errno));
-                return;
-        }
-        if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
-                struct uffdio_range ur = { .start = start, .len = req->length };
-                ioctl(c->uffd, UFFDIO_UNREGISTER, &ur);
-                send_error(c, &req->hdr, -EOPNOTSUPP, "UFFDIO_COPY not available on this range");
-                return;
-        }
         struct range rg = { .start = start, .end = end, .threshold = req->threshold, .backend = req->backend };
-        r = range_add(&c->ranges, &rg);
+        r = client_register_range(c, &rg, why, sizeof(why));
         if (r < 0) {
-                struct uffdio_range ur = { .start = start, .len = req->length };
-                ioctl(c->uffd, UFFDIO_UNREGISTER, &ur);
-                send_error(c, &req->hdr, r, "cannot record range: %s", strerror(-r));
+                send_error(c, &req->hdr, r, "%s", why);
                 return;
         }
         log_debug("client %d: registered %#" PRIx64 "-%#" PRIx64 " (%" PRIu64 " KiB)", c->pid, start, end,
                   req->length >> 10);
         send_reply(c, &req->hdr, 0);
+}
+
+int client_register_range(struct client *c, const struct range *rg, char *why, size_t whylen)
+{
+        uint64_t len = rg->end - rg->start;
+        int r;
+
+        /* Records left from memory unmapped while unregistered describe
+         * nothing now: this is a new mapping. */
+        fault_drop_span(c, rg->start, rg->end);
+        struct uffdio_register reg = {
+                .range = { .start = rg->start, .len = len },
+                .mode = UFFDIO_REGISTER_MODE_MISSING,
+        };
+        if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
+                r = -errno;
+                snprintf(why, whylen, "UFFDIO_REGISTER %#" PRIx64 "+%#" PRIx64 ": %s", rg->start, len,
+                         strerror(errno));
+                return r;
+        }
+        if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
+                (void)region_unregister(c, rg->start, len);
+                snprintf(why, whylen, "UFFDIO_COPY not available on this range");
+                return -EOPNOTSUPP;
+        }
+        r = range_add(&c->ranges, rg);
+        if (r < 0) {
+                (void)region_unregister(c, rg->start, len);
+                snprintf(why, whylen, "cannot record range: %s", strerror(-r));
+                return r;
+        }
+        return 0;
 }
 
 static void handle_unregister(struct client *c, const struct hp_range_req *req)

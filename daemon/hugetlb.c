@@ -572,23 +572,10 @@ void hugetlb_register(struct client *c, const struct hp_range_req *req)
                 client_reply(c, req->hdr.seq, -EDQUOT, why);
                 return;
         }
-        fault_drop_span(c, start, end);
-        struct uffdio_register reg = {
-                .range = { .start = start, .len = req->length },
-                .mode = UFFDIO_REGISTER_MODE_MISSING,
-        };
-        if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
-                r = -errno;
-                snprintf(why, sizeof(why), "UFFDIO_REGISTER %#" PRIx64 "+%#" PRIx64 ": %s", start, req->length,
-                         strerror(errno));
-                client_reply(c, req->hdr.seq, r, why);
-                return;
-        }
         struct range rg = { .start = start, .end = end, .threshold = 0, .backend = HP_RANGE_HUGETLB };
-        if (!(reg.ioctls & (1ull << _UFFDIO_COPY)) || (r = range_add(&c->ranges, &rg)) < 0) {
-                (void)region_unregister(c, start, req->length);
-                client_reply(c, req->hdr.seq, r < 0 ? r : -EOPNOTSUPP,
-                             r < 0 ? "cannot record the range" : "UFFDIO_COPY not available on this range");
+        r = client_register_range(c, &rg, why, sizeof(why));
+        if (r < 0) {
+                client_reply(c, req->hdr.seq, r, why);
                 return;
         }
         c->hugetlb.used = true;

@@ -137,6 +137,9 @@ struct client *client_by_id(struct manager *m, uint64_t id);
 void client_stats(struct client *c, struct hp_stats *ret);
 /* Answer request seq: REPLY with status, or ERROR with text when status < 0. */
 void client_reply(struct client *c, uint32_t seq, int status, const char *text);
+/* Register [rg->start, rg->end) with the client's uffd (MISSING) and record
+ * it: 0, or -errno with why set and nothing left registered or recorded. */
+int client_register_range(struct client *c, const struct range *rg, char *why, size_t whylen);
 /* Answer the SYNC requests whose span has no promotion in flight any more. */
 void client_syncs_check(struct client *c);
 
