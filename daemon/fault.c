@@ -83,6 +83,31 @@ static int copy_window(struct client *c, struct region *r, uint64_t rstart, unsi
         return e;
 }
 
+/* Unregister n regions from rstart for native jobs, within the VMA budget:
+ * 0, -EBUSY past the budget, or the ioctl's -errno. */
+static int unregister_native(struct client *c, uint64_t rstart, unsigned n)
+{
+        if (c->unregistered + n > MAX_UNREGISTERED)
+                return -EBUSY;
+        int e = region_unregister(c, rstart, (uint64_t)n << REGION_SHIFT);
+        if (e == 0)
+                c->unregistered += n;
+        return e;
+}
+
+/* Queue the native job of an unregistered region. Out of memory, nobody
+ * will register it again: it stays with the kernel, never promoted by us. */
+static int queue_native(struct client *c, struct region *r)
+{
+        r->flags |= REGION_F_NATIVE;
+        if (promote_region(c, r, true, 0) == 0)
+                return 0;
+        c->unregistered--;
+        r->state = REGION_RESERVED;
+        r->flags |= REGION_F_NO_PROMOTE;
+        return -ENOMEM;
+}
+
 /*
  * Regions [idx, idx + n) were unregistered ahead of a sequential stream:
  * record each and queue its native job (the worker waits for the stream to
@@ -115,18 +140,10 @@ static void native_ahead(struct client *c, uint64_t idx, unsigned n)
  */
 static void promote_threshold(struct client *c, struct region *r, uint64_t rstart)
 {
-        if (c->unregistered < MAX_UNREGISTERED && region_unregister(c, rstart, HP_REGION_SIZE) == 0) {
-                c->unregistered++;
-                r->flags |= REGION_F_NATIVE;
-                if (promote_region(c, r, true, 0) < 0) {
-                        /* out of memory: nobody will register it again */
-                        c->unregistered--;
-                        r->state = REGION_RESERVED;
-                        r->flags |= REGION_F_NO_PROMOTE;
-                }
-                return;
-        }
-        promote_region(c, r, false, 0);
+        if (unregister_native(c, rstart, 1) == 0)
+                queue_native(c, r);
+        else
+                promote_region(c, r, false, 0);
 }
 
 static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
@@ -170,23 +187,15 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
                                                              rg->end >> REGION_SHIFT, NATIVE_AHEAD_MAX);
                         if (c->unregistered + 1 + ahead > MAX_UNREGISTERED)
                                 ahead = 0;
-                        e = c->unregistered < MAX_UNREGISTERED ?
-                                region_unregister(c, rstart, (uint64_t)(1 + ahead) << REGION_SHIFT) : -EBUSY;
+                        e = unregister_native(c, rstart, 1 + ahead);
                         if (e == 0) {
-                                c->unregistered += 1 + ahead;
                                 wake(c, page_addr, HP_PAGE_SIZE);
                                 native_ahead(c, idx + 1, ahead);
-                                r->flags |= REGION_F_NATIVE;
-                                if (promote_region(c, r, true, 0) == 0) {
+                                if (queue_native(c, r) == 0) {
                                         uint64_t dt = now_ns() - t0;
                                         histogram_add(&c->c.fault_latency_ns, dt);
                                         histogram_add(&m->c.fault_latency_ns, dt);
-                                        return;
                                 }
-                                /* could not queue the re-registration: serve at 4K meanwhile */
-                                c->unregistered--;
-                                r->state = REGION_RESERVED;
-                                r->flags |= REGION_F_NO_PROMOTE;
                                 return;
                         }
                         if (e == -ENOENT || e == -ESRCH) {
