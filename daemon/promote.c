@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -440,17 +441,24 @@ static bool reregister_native(struct client *c, struct region *r)
 {
         uint64_t start = r->idx << REGION_SHIFT, end = start + HP_REGION_SIZE;
         struct range *rg = range_find(&c->ranges, start);
-        char why[160];
+        char why[160] = "";
 
         if (!rg || rg->end < end)
-                return false;
-        if (vma_check_anon(c->maps_fd, c->pid, start, end, why, sizeof(why)) < 0)
-                return false;
-        if (vma_within(c->maps_fd, start, rg->start, rg->end) <= 0)
-                return false;
-        struct uffdio_register reg = { .range = { .start = start, .len = HP_REGION_SIZE },
-                                       .mode = UFFDIO_REGISTER_MODE_MISSING };
-        return ioctl(c->uffd, UFFDIO_REGISTER, &reg) == 0;
+                snprintf(why, sizeof(why), "no longer inside a range");
+        else if (vma_check_anon(c->maps_fd, c->pid, start, end, why, sizeof(why)) < 0)
+                ;
+        else if (vma_within(c->maps_fd, start, rg->start, rg->end) <= 0)
+                snprintf(why, sizeof(why), "its mapping reaches out of the range %#" PRIx64 "-%#" PRIx64,
+                         rg->start, rg->end);
+        else {
+                struct uffdio_register reg = { .range = { .start = start, .len = HP_REGION_SIZE },
+                                               .mode = UFFDIO_REGISTER_MODE_MISSING };
+                if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) == 0)
+                        return true;
+                snprintf(why, sizeof(why), "UFFDIO_REGISTER: %s", strerror(errno));
+        }
+        log_debug("client %d: %#" PRIx64 " stays unmanaged: %s", c->pid, start, why);
+        return false;
 }
 
 static void job_apply(struct client *c, struct promote_job *j)

@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -60,6 +59,7 @@ __thread bool shim_inside __attribute__((tls_model("initial-exec")));
 
 static struct hp_conn shim_conn = HP_CONN_NULL;     /* under shim_lock */
 static pthread_mutex_t shim_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool shim_was_managed;                       /* once managed: ranges may be split */
 static unsigned shim_threshold;                     /* 0: the daemon's default */
 static bool shim_debug_on;                          /* HUGEPAGED_DEBUG */
 static bool shim_backend_hugetlb;                   /* HUGEPAGED_BACKEND=hugetlb */
@@ -287,15 +287,16 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
                  * splits the mapping into several VMAs, and a resizing or
                  * moving mremap() cannot span VMAs: wait for that to end and
                  * try again. */
-                if (errno != EFAULT || i == SHIM_MREMAP_TRIES ||
-                    ((uintptr_t)old & (HP_PAGE_SIZE - 1)) || old_len > SIZE_MAX / 4)
+                if (errno != EFAULT || ((uintptr_t)old & (HP_PAGE_SIZE - 1)) || old_len > SIZE_MAX / 4)
                         return MAP_FAILED;
-                if (shim_sync(old, old_plen) < 0) {
-                        /* No daemon any more (killed, say, in the middle of
-                         * that promotion): when the kernel drops its uffd it
-                         * merges the pieces back. Give it a moment. */
-                        struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
-                        (void) nanosleep(&ts, NULL);
+                /* Still several VMAs with nothing in flight, or no daemon any
+                 * more (its userfaultfd may not be dropped yet): move them
+                 * one by one (remap.c). */
+                if (i == SHIM_MREMAP_TRIES || shim_sync(old, old_plen) < 0) {
+                        p = shim_remap_pieces(old, old_len, new_len, flags, new_addr);
+                        if (p == MAP_FAILED)
+                                return MAP_FAILED;
+                        break;
                 }
         }
 
@@ -404,8 +405,18 @@ _public_ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
         /* old_len 0 duplicates a shared mapping; DONTUNMAP leaves the old
          * range behind: neither is ours to handle. */
         if (!shim_is_managed() || shim_inside || old_len == 0 || (flags & MREMAP_DONTUNMAP) ||
-            new_len > SIZE_MAX / 4)
-                return raw_mremap(old, old_len, new_len, flags, new_addr);
+            new_len > SIZE_MAX / 4) {
+                p = raw_mremap(old, old_len, new_len, flags, new_addr);
+                /* A process no longer managed (the daemon died, or a forked
+                 * child) can still hold a range the daemon split. */
+                if (p == MAP_FAILED && errno == EFAULT && shim_was_managed && !shim_inside && old_len != 0 &&
+                    !(flags & MREMAP_DONTUNMAP)) {
+                        shim_inside = true;
+                        p = shim_remap_pieces(old, old_len, new_len, flags, new_addr);
+                        shim_inside = false;
+                }
+                return p;
+        }
 
         /* Growing to managed size where the kernel may pick the place: pick a
          * 2 MiB-aligned one, so managed memory stays aligned when it moves. */
@@ -541,6 +552,7 @@ static void shim_init(void)
                 goto out;
         }
 
+        shim_was_managed = true;
         atomic_store_explicit(&shim_managed, true, memory_order_release);
         if (debug) {
                 char threshold[16] = "default";

@@ -43,6 +43,16 @@ void *shim_map_block(size_t len, size_t align);
  */
 void *shim_remap_block(void *old, size_t old_len, size_t new_len);
 
+/*
+ * remap.c: mremap() of [old, old+old_len) when the kernel refused it with
+ * EFAULT because the range is several VMAs (split by the daemon): the same
+ * move or resize, piece by piece, if the range is contiguous private
+ * anonymous memory of one protection. flags: MREMAP_MAYMOVE, MREMAP_FIXED.
+ * MAP_FAILED with errno set (EFAULT if the range does not qualify); the old
+ * range is then unchanged.
+ */
+void *shim_remap_pieces(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
+
 /* malloc.c's part of fork: hold its lock across fork(), reset it after. */
 void shim_malloc_atfork_prepare(void);
 void shim_malloc_atfork_parent(void);

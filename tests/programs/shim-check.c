@@ -26,6 +26,10 @@
  *                    piece by piece, like glibc's arena heaps, shrunk with
  *                    MAP_FIXED and MADV_DONTNEED; then a block purged like
  *                    jemalloc purges (MADV_FREE, MADV_DONTNEED)
+ *   split            a block made of two mappings the kernel will not merge
+ *                    (what a region split off by the daemon can leave): under
+ *                    the shim mremap() grows, moves and shrinks it like one
+ *                    mapping; without it the kernel says EFAULT
  *   churn N          N rounds of mmap/mremap/munmap and malloc/calloc/realloc/
  *                    free (for counting the shim's system calls)
  *
@@ -782,6 +786,105 @@ static void mode_protnone(void)
         munmap(h, n);
 }
 
+/* ---- split ------------------------------------------------------------------------ */
+
+/* How many mappings [p, p+len) is made of (0 if any of it is unmapped). */
+static int count_vmas(const void *p, size_t len)
+{
+        uintptr_t a = (uintptr_t)p, end = a + len, next = a;
+        char line[512];
+        int n = 0;
+        FILE *f = fopen("/proc/self/maps", "re");
+
+        if (!f)
+                die("open /proc/self/maps: %m");
+        while (fgets(line, sizeof(line), f)) {
+                uintptr_t s, e;
+                if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &s, &e) != 2 || e <= next || s >= end)
+                        continue;
+                if (s > next)
+                        break;
+                n++;
+                next = e;
+        }
+        fclose(f);
+        return next >= end ? n : 0;
+}
+
+/*
+ * A block made of two mappings the kernel will not merge (they got their
+ * first pages apart, so their anon_vmas differ): what a region the daemon
+ * split off and could not register again leaves behind. Under the shim,
+ * mremap() grows, moves and shrinks it as if it were one mapping; without it
+ * the kernel refuses (EFAULT) and leaves it as it was.
+ */
+static void mode_split(void)
+{
+        const size_t a_len = 16 * MiB, b_len = 8 * MiB, len = a_len + b_len;
+        unsigned char *a, *b, *p;
+
+        a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        b = mmap(NULL, b_len + REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (a == MAP_FAILED || b == MAP_FAILED)
+                die("mmap: %m");
+        check_block(a, len, "first half");
+        fill(a, a_len, 900);
+        munmap(a + a_len, b_len);
+        /* b's first page comes while it is a mapping of its own */
+        fill(b, b_len, 901);
+        munmap(b + b_len, REGION);
+        if (mremap(b, b_len, b_len, MREMAP_MAYMOVE | MREMAP_FIXED, a + a_len) != a + a_len)
+                die("mremap the second half next to the first: %m");
+        verify(a, a_len, 900, "split: first half");
+        verify(a + a_len, b_len, 901, "split: second half");
+        int n = count_vmas(a, len);
+        if (n != 2)
+                die("the two halves are %d mappings, not 2: this kernel merges them, nothing to test", n);
+
+        p = mremap(a, len, len + 8 * MiB, MREMAP_MAYMOVE);
+        if (expect != EXPECT_MANAGED) {
+                check(p == MAP_FAILED && errno == EFAULT, "without the shim, mremap of two mappings fails "
+                      "with EFAULT (%p, %s)", (void *)p, strerror(errno));
+                if (p == MAP_FAILED) {
+                        verify(a, a_len, 900, "split, after the EFAULT: first half");
+                        verify(a + a_len, b_len, 901, "split, after the EFAULT: second half");
+                        munmap(a, len);
+                }
+                return;
+        }
+        check(p != MAP_FAILED, "mremap grow of a block made of two mappings: %s", strerror(errno));
+        if (p == MAP_FAILED)
+                return;
+        check_block(p, len + 8 * MiB, "split, grown");
+        verify(p, a_len, 900, "split, grown: first half");
+        verify(p + a_len, b_len, 901, "split, grown: second half");
+        check(all_zero(p + len, 8 * MiB), "split, grown: the new tail reads zero");
+        fill(p + len, 8 * MiB, 902);
+
+        /* move it somewhere else, as it is */
+        unsigned char *to = mmap(NULL, len + 8 * MiB + REGION, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (to == MAP_FAILED)
+                die("mmap: %m");
+        unsigned char *q = mremap(p, len + 8 * MiB, len + 8 * MiB, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+        check(q == to, "mremap move (MREMAP_FIXED) of a block made of several mappings: %s", strerror(errno));
+        if (q != to)
+                return;
+        munmap(to + len + 8 * MiB, REGION);
+        verify(q, a_len, 900, "split, moved: first half");
+        verify(q + a_len, b_len, 901, "split, moved: second half");
+        verify_part(q + len, 0, 8 * MiB, 902, "split, moved: grown tail");
+
+        /* shrink it into its first mapping */
+        unsigned char *r = mremap(q, len + 8 * MiB, a_len / 2, 0);
+        check(r == q, "mremap shrink of a block made of several mappings: %s", strerror(errno));
+        if (r == q) {
+                verify(r, a_len / 2, 900, "split, shrunk");
+                check(count_vmas(r + a_len / 2, REGION) == 0, "split, shrunk: the rest is unmapped");
+                munmap(r, a_len / 2);
+        }
+}
+
 int main(int argc, char **argv)
 {
         const char *e = getenv("HP_EXPECT");
@@ -800,7 +903,7 @@ int main(int argc, char **argv)
         else if (e && strcmp(e, "unmanaged") == 0)
                 expect = EXPECT_UNMANAGED;
         if (argc < 2)
-                die("usage: shim-check malloc|threads N ITER|fork|exec|spawn|signals|closefds|protnone|churn N");
+                die("usage: shim-check malloc|threads N ITER|fork|exec|spawn|signals|closefds|protnone|split|churn N");
         mode = argv[1];
         printf("pid=%d\n", (int)getpid());
         fflush(stdout);
@@ -821,6 +924,8 @@ int main(int argc, char **argv)
                 mode_protnone();
                 purge_checks();
         }
+        else if (strcmp(mode, "split") == 0)
+                mode_split();
         else if (strcmp(mode, "churn") == 0)
                 mode_churn(argc, argv);
         else

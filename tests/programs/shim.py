@@ -18,6 +18,10 @@ not the shim's idea of them):
 - closefds: a program that closes every fd at start-up and reuses the numbers
 - protnone: glibc-arena-like PROT_NONE reservations opened with mprotect(),
   and jemalloc-like purging (MADV_FREE, MADV_DONTNEED)
+- split: mremap() of a block made of two mappings the kernel will not merge
+  (what a region the daemon split off can leave): the shim grows, moves and
+  shrinks it like one mapping; without the shim the kernel says EFAULT (the
+  one mode whose checks differ: that is the point of it)
 """
 
 import os
@@ -35,6 +39,7 @@ MODES = [
     ("signals", []),
     ("closefds", []),
     ("protnone", []),
+    ("split", []),
 ]
 
 

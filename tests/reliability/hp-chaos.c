@@ -63,6 +63,31 @@ static void fail(const char *what)
         exit(2);
 }
 
+/* Like fail(), for a call on [p, p+len): also prints the mappings there (a
+ * mremap() fails with EFAULT when the range is not one mapping). */
+static void fail_range(const char *what, const char *p, size_t len)
+{
+        int e = errno;
+        char line[512];
+        bool inside = false;
+        FILE *f = fopen("/proc/self/smaps", "re");
+
+        fprintf(stderr, "%s [%p, %p):\n", what, (const void *)p, (const void *)(p + len));
+        while (f && fgets(line, sizeof(line), f)) {
+                unsigned long lo, hi;
+                bool header = sscanf(line, "%lx-%lx ", &lo, &hi) == 2;
+                if (header)
+                        inside = lo < (uintptr_t)p + len && hi > (uintptr_t)p;
+                if (inside && (header || !strncmp(line, "VmFlags:", 8) ||
+                               !strncmp(line, "AnonHugePages:", 14) || !strncmp(line, "Rss:", 4)))
+                        fprintf(stderr, "  %s", line);
+        }
+        if (f)
+                fclose(f);
+        errno = e;
+        fail(what);
+}
+
 /* A buffer and what each of its pages must hold: 0 = zeros, else the key. */
 struct buf {
         char *p;
@@ -145,7 +170,7 @@ static void *thread_main(void *arg)
                         size_t more = (1 + (r >> 28) % 3) * (REGION / PAGE);
                         char *q = mremap(b.p, pages * PAGE, (pages + more) * PAGE, MREMAP_MAYMOVE);
                         if (q == MAP_FAILED)
-                                fail("mremap grow");
+                                fail_range("mremap grow", b.p, pages * PAGE);
                         b.p = q;
                         buf_verify(&b, 0, pages, "mremap grow");
                         b.pages = pages + more;
@@ -157,7 +182,7 @@ static void *thread_main(void *arg)
                         char *to = map(len + REGION);
                         char *q = mremap(b.p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
                         if (q == MAP_FAILED)
-                                fail("mremap move");
+                                fail_range("mremap move", b.p, len);
                         munmap(to + len, REGION);
                         b.p = q;
                         break;
@@ -166,7 +191,7 @@ static void *thread_main(void *arg)
                         size_t keep = pages / 2 + 1;
                         char *q = mremap(b.p, pages * PAGE, keep * PAGE, 0);
                         if (q == MAP_FAILED)
-                                fail("mremap shrink");
+                                fail_range("mremap shrink", b.p, pages * PAGE);
                         b.pages = keep;
                         break;
                 }
