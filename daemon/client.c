@@ -164,7 +164,7 @@ void client_disconnect(struct client *c, const char *why)
                 client_stats(c, &s);
                 /* with tracing on: the latency the program saw, collapse and split counts */
                 struct trace_stats ts;
-                char tr[256] = "";
+                char tr[384] = "";
                 if (trace_read(c->m->trace, c->pid, &ts) == 0)
                         snprintf(tr, sizeof(tr), " bpf_faults=%" PRIu64 " bpf_fault_p50_ns=%" PRIu64
                                  " bpf_fault_p99_ns=%" PRIu64 " bpf_collapse_ok=%" PRIu64
@@ -173,6 +173,11 @@ void client_disconnect(struct client *c, const char *why)
                                  ts.faults, ts.fault_p50_ns, ts.fault_p99_ns, ts.collapse_ok,
                                  ts.collapse_mapped, ts.collapse_failed, ts.khugepaged_ok, ts.thp_splits);
                 trace_remove_pid(c->m->trace, c->pid);
+                if (c->hugetlb.used) {
+                        size_t l = strlen(tr);
+                        snprintf(tr + l, sizeof(tr) - l, " hugetlb_faults=%" PRIu64 " hugetlb_prefilled=%" PRIu64,
+                                 c->hugetlb.faults, c->hugetlb.prefilled);
+                }
                 log_info("client %d (%s) gone (%s): faults_served=%" PRIu64 " pages_populated=%" PRIu64
                          " promotions=%" PRIu64 " promotions_failed=%" PRIu64 " regions_huge=%" PRIu64
                          " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64 "%s",

@@ -8,8 +8,16 @@
  * change of vm.nr_hugepages runs on one pool thread, in order: growing the
  * pool, pre-touching the pages it added (the first touch of guest memory the
  * host never backed costs milliseconds per 2 MiB, and belongs here, not on a
- * client's fault) and shrinking it. Jobs carry a client id, never a client;
- * results come back through a list and an eventfd.
+ * client's fault) and shrinking it. FILL_THREADS fill threads copy pages
+ * ahead of a sequential stream of faults (two faults in consecutive pages),
+ * up to HUGETLB_FILL_AHEAD pages past the last fault and within the range:
+ * a 2 MiB copy costs more than the kernel's own clear, so the copy must not
+ * be on the fault path, and a stream then finds most of its pages there.
+ * The pages are the client's anyway (the pool holds them for its ranges).
+ * A fault in a page a fill thread has is left to that copy, which wakes the
+ * thread; a failed fill wakes it too, and the main thread serves the retry.
+ * Jobs carry a client id (and the fill jobs a reference to the client's
+ * fds), never a client; results come back through lists and an eventfd.
  *
  * Kernel behaviour relied on (6.18):
  * - UFFDIO_COPY into hugetlb must be 2 MiB aligned and sized; it allocates
@@ -43,6 +51,17 @@
 
 #define HUGETLB_SYSFS "/sys/kernel/mm/hugepages/hugepages-2048kB/"
 #define JOBS_PER_CLIENT 4       /* requests a client may have waiting on the pool thread */
+#define FILL_THREADS 2
+
+/* A page to fill ahead of a stream: one 2 MiB UFFDIO_COPY. */
+struct fill_job {
+        struct fill_job *next;
+        uint64_t client_id;
+        struct client_fds *fds;
+        const void *src;
+        uint64_t addr;
+        int result;
+};
 
 enum job_kind {
         JOB_RESERVE,    /* have `want` pages available, pre-touch what was added; reply */
@@ -85,6 +104,13 @@ struct hugetlb_pool {
         uint64_t added;         /* under lock; written by the pool thread */
         uint64_t fault_hold;    /* under lock: pages grown for faults whose copy has not run yet */
         bool grew;              /* pool thread: the daemon changed the pool at least once */
+
+        pthread_t fillers[FILL_THREADS];
+        unsigned nfillers;
+        pthread_cond_t fill_cond;
+        struct fill_job *fills, **fills_tail;           /* under lock */
+        struct fill_job *filled, **filled_tail;         /* under lock */
+        uint64_t prefilled;     /* main thread */
 };
 
 /* ---- sysfs -------------------------------------------------------------------- */
@@ -292,6 +318,39 @@ static int queue_job(struct hugetlb_pool *p, const struct pool_job *tmpl)
         return 0;
 }
 
+static void *fill_thread(void *arg)
+{
+        struct hugetlb_pool *p = arg;
+
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                while (!p->fills && !p->stop)
+                        pthread_cond_wait(&p->fill_cond, &p->lock);
+                if (p->stop)
+                        break;
+                struct fill_job *j = p->fills;
+                p->fills = j->next;
+                if (!p->fills)
+                        p->fills_tail = &p->fills;
+                pthread_mutex_unlock(&p->lock);
+
+                /* without DONTWAKE: a thread that faulted here meanwhile goes on */
+                struct uffdio_copy cp = { .dst = j->addr, .src = (uint64_t)(uintptr_t)j->src, .len = HP_REGION_SIZE };
+                j->result = __atomic_load_n(&j->fds->gone, __ATOMIC_ACQUIRE) ? -ESRCH :
+                            ioctl(j->fds->uffd, UFFDIO_COPY, &cp) < 0 ? -errno : 0;
+
+                pthread_mutex_lock(&p->lock);
+                j->next = NULL;
+                *p->filled_tail = j;
+                p->filled_tail = &j->next;
+                uint64_t one = 1;
+                if (write(p->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                        log_debug_errno(errno, "hugetlb pool: eventfd: %m");
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
 /* ---- budgets -------------------------------------------------------------------- */
 
 static uint64_t size_pages(const struct config_size *s)
@@ -408,15 +467,93 @@ static void fail_open(struct client *c, uint64_t dst, const char *why)
         wake_page(c, dst);
 }
 
+static bool filling(const struct client *c, uint64_t dst)
+{
+        for (unsigned i = 0; i < c->hugetlb.nfilling; i++)
+                if (c->hugetlb.filling[i] == dst)
+                        return true;
+        return false;
+}
+
+/* A fault at dst: if it continues a stream, have the fill threads copy the
+ * pages after it, up to HUGETLB_FILL_AHEAD past it, within its range. */
+static void fill_ahead(struct client *c, uint64_t dst)
+{
+        struct client_hugetlb *h = &c->hugetlb;
+        struct hugetlb_pool *p = c->m->hugetlb;
+        bool stream = dst == h->last_fault + HP_REGION_SIZE || filling(c, dst);
+
+        h->last_fault = dst;
+        if (!stream || !p || !p->nfillers)
+                return;
+        const struct range *rg = range_find(&c->ranges, dst);
+        if (!rg || rg->backend != HP_RANGE_HUGETLB)
+                return;
+        uint64_t from = dst + HP_REGION_SIZE, to = dst + (HUGETLB_FILL_AHEAD + 1) * HP_REGION_SIZE;
+        if (h->ahead_end > from && h->ahead_end <= to)
+                from = h->ahead_end;            /* the same stream: what is new */
+        if (to > rg->end)
+                to = rg->end;
+        uint64_t a = from;
+        for (; a < to && h->nfilling < HUGETLB_FILL_AHEAD + 1; a += HP_REGION_SIZE) {
+                struct fill_job *j = calloc(1, sizeof(*j));
+                if (!j)
+                        break;
+                *j = (struct fill_job){ .client_id = c->id, .fds = client_fds_ref(c->fds), .src = c->m->zero_page,
+                                        .addr = a };
+                h->filling[h->nfilling++] = a;
+                pthread_mutex_lock(&p->lock);
+                *p->fills_tail = j;
+                p->fills_tail = &j->next;
+                pthread_cond_signal(&p->fill_cond);
+                pthread_mutex_unlock(&p->lock);
+        }
+        h->ahead_end = a;
+}
+
+static void fill_done(struct manager *m, struct fill_job *j)
+{
+        struct client *c = client_by_id(m, j->client_id);
+
+        if (c && c->state == CLIENT_READY) {
+                struct client_hugetlb *h = &c->hugetlb;
+                for (unsigned i = 0; i < h->nfilling; i++)
+                        if (h->filling[i] == j->addr) {
+                                h->filling[i] = h->filling[--h->nfilling];
+                                break;
+                        }
+                if (j->result == 0) {
+                        h->prefilled++;
+                        m->hugetlb->prefilled++;
+                        c->c.pages_populated += HP_REGION_PAGES;
+                        m->c.pages_populated += HP_REGION_PAGES;
+                } else {
+                        /* -EEXIST (there already, or no free page), -ENOENT
+                         * (unmapped): a thread that faulted here meanwhile
+                         * was left to this copy; it faults again, and the
+                         * main thread serves it. */
+                        wake_page(c, j->addr);
+                }
+        }
+        client_fds_unref(j->fds);
+        free(j);
+}
+
 void hugetlb_fault(struct client *c, uint64_t addr, uint64_t t0)
 {
         struct hugetlb_pool *p = c->m->hugetlb;
         uint64_t dst = addr & ~(HP_REGION_SIZE - 1);
-        int e = copy_page(c, dst);
 
+        if (filling(c, dst)) {
+                /* a fill thread is copying it: that copy wakes the thread */
+                fill_ahead(c, dst);
+                return;
+        }
+        int e = copy_page(c, dst);
         if (e == 0) {
                 c->hugetlb.last_eexist = 0;
                 served(c, t0);
+                fill_ahead(c, dst);
                 return;
         }
         /* -EEXIST is also what a copy that found no free page returns (a
@@ -472,7 +609,16 @@ static void on_done(struct watch *w, int revents)
         struct pool_job *list = p->done;
         p->done = NULL;
         p->done_tail = &p->done;
+        struct fill_job *fills = p->filled;
+        p->filled = NULL;
+        p->filled_tail = &p->filled;
         pthread_mutex_unlock(&p->lock);
+
+        while (fills) {
+                struct fill_job *j = fills;
+                fills = j->next;
+                fill_done(m, j);
+        }
 
         while (list) {
                 struct pool_job *j = list;
@@ -599,6 +745,7 @@ void hugetlb_stats(struct manager *m, struct hugetlb_stats *ret)
         pthread_mutex_unlock(&p->lock);
         ret->pages = charged_total(m);
         ret->faults = p->faults;
+        ret->prefilled = p->prefilled;
         ret->pool_base = p->base;
         ret->budget = budget_pages(m);
 }
@@ -612,6 +759,7 @@ static void pool_free(struct hugetlb_pool *p)
         safe_close(p->efd);
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->cond);
+        pthread_cond_destroy(&p->fill_cond);
         free(p);
 }
 
@@ -626,8 +774,11 @@ int hugetlb_start(struct manager *m)
         p->efd = -1;
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->cond, NULL);
+        pthread_cond_init(&p->fill_cond, NULL);
         p->queue_tail = &p->queue;
         p->done_tail = &p->done;
+        p->fills_tail = &p->fills;
+        p->filled_tail = &p->filled;
         p->free_fd = open(HUGETLB_SYSFS "free_hugepages", O_RDONLY | O_CLOEXEC);
         p->resv_fd = open(HUGETLB_SYSFS "resv_hugepages", O_RDONLY | O_CLOEXEC);
         p->surplus_fd = open(HUGETLB_SYSFS "surplus_hugepages", O_RDONLY | O_CLOEXEC);
@@ -659,6 +810,11 @@ int hugetlb_start(struct manager *m)
                 return log_error_errno(r, "cannot start the hugetlb pool thread: %m");
         }
         p->thread_started = true;
+        /* Without fill threads, faults are served all the same. */
+        while (p->nfillers < FILL_THREADS && pthread_create(&p->fillers[p->nfillers], NULL, fill_thread, p) == 0)
+                p->nfillers++;
+        if (p->nfillers < FILL_THREADS)
+                log_warning("hugetlb: %u of %d fill threads started", p->nfillers, FILL_THREADS);
         m->hugetlb = p;
         r = watch_start(&m->loop, &p->w_done, p->efd, on_done, p);
         if (r < 0)
@@ -679,9 +835,19 @@ void hugetlb_stop(struct manager *m)
                 pthread_mutex_lock(&p->lock);
                 p->stop = true;
                 pthread_cond_signal(&p->cond);
+                pthread_cond_broadcast(&p->fill_cond);
                 pthread_mutex_unlock(&p->lock);
                 pthread_join(p->thread, NULL);
+                for (unsigned i = 0; i < p->nfillers; i++)
+                        pthread_join(p->fillers[i], NULL);
         }
+        for (struct fill_job *lists[2] = { p->fills, p->filled }, **l = lists; l < lists + 2; l++)
+                while (*l) {
+                        struct fill_job *j = *l;
+                        *l = j->next;
+                        client_fds_unref(j->fds);
+                        free(j);
+                }
         /* Give back everything the daemon added: pages still in use become
          * surplus pages and go back to the kernel when their owners free them. */
         if (p->grew && pool_persistent(p, &cur) == 0 && cur > p->base) {

@@ -24,12 +24,19 @@ struct client;
 struct manager;
 struct range;
 
+#define HUGETLB_FILL_AHEAD 32     /* pages filled ahead of a sequential stream */
+
 /* Per client, in struct client. */
 struct client_hugetlb {
         uint64_t pending;       /* pages of the last HUGETLB_RESERVE, not registered yet */
         uint64_t faults;        /* hugetlb faults served */
+        uint64_t prefilled;     /* pages filled ahead of a stream by the fill threads */
         unsigned jobs;          /* requests waiting on the pool thread */
         uint64_t last_eexist;   /* page of the last fault whose copy found -EEXIST */
+        uint64_t last_fault;    /* page of the last fault: two in a row make a stream */
+        uint64_t ahead_end;     /* the stream's pages are queued up to here */
+        unsigned nfilling;
+        uint64_t filling[HUGETLB_FILL_AHEAD + 1];       /* pages a fill thread has now */
         bool used;              /* ever asked or registered: hugetlb_tick looks at it */
 };
 
@@ -37,6 +44,7 @@ struct client_hugetlb {
 struct hugetlb_stats {
         uint64_t pages;         /* charged to clients now */
         uint64_t faults;        /* served since start */
+        uint64_t prefilled;     /* pages filled ahead of streams since start */
         uint64_t pool_added;    /* pages the daemon added to vm.nr_hugepages and holds */
         uint64_t pool_base;     /* vm.nr_hugepages when the daemon started */
         uint64_t budget;        /* HugetlbMaxSize= in pages */
