@@ -160,6 +160,8 @@ void client_disconnect(struct client *c, const char *why)
         if (c->state == CLIENT_DEAD)
                 return;
         if (c->state == CLIENT_READY) {
+                if (c->hugetlb.used)
+                        hugetlb_client_leaving(c);
                 control_client_event(c, false);
                 client_stats(c, &s);
                 /* with tracing on: the latency the program saw, collapse and split counts */

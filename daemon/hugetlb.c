@@ -28,12 +28,21 @@
  *   surplus pages, freed when released: shrinking never takes a page away.
  * - fallocate() of a MFD_HUGETLB memfd allocates and zeroes pages that are
  *   free and not reserved; closing the memfd gives them back to the pool.
+ * What the daemon added survives a crash: every change of the pool is
+ * recorded in hugetlb-pool next to the listening socket (the runtime
+ * directory: gone at reboot, kept across restarts), as the size the first
+ * daemon found and the size last written. A daemon that starts and finds the
+ * pool still at the size written last takes the recorded size as its own
+ * base, so the pages a killed daemon added go back once nobody is charged
+ * for them; if someone changed the pool since, it is left alone.
  * Must never: block the main thread on the pool, let a client's charge
- * exceed its budget, or take the pool below the size it found at start.
+ * exceed its budget, or take the pool below the size it found at start (or
+ * inherited as above).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +113,8 @@ struct hugetlb_pool {
         uint64_t added;         /* under lock; written by the pool thread */
         uint64_t fault_hold;    /* under lock: pages grown for faults whose copy has not run yet */
         bool grew;              /* pool thread: the daemon changed the pool at least once */
+
+        char *state_path;       /* hugetlb-pool in the socket's directory, or NULL */
 
         pthread_t fillers[FILL_THREADS];
         unsigned nfillers;
@@ -189,6 +200,66 @@ static int pool_persistent(struct hugetlb_pool *p, uint64_t *ret)
         return 0;
 }
 
+/* Pool thread: record the base and the size just written (or, back at
+ * the base, that nothing of ours is left). Best effort: logged once. */
+static void state_save(struct hugetlb_pool *p, uint64_t persistent)
+{
+        static bool warned;
+
+        if (!p->state_path)
+                return;
+        if (persistent <= p->base) {
+                if (unlink(p->state_path) < 0 && errno != ENOENT && !warned) {
+                        warned = true;
+                        log_warning_errno(errno, "cannot remove %s: %m", p->state_path);
+                }
+                return;
+        }
+        char tmp[PATH_MAX], line[64];
+        int n = snprintf(line, sizeof(line), "base %" PRIu64 " set %" PRIu64 "\n", p->base, persistent);
+        if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new", p->state_path) >= sizeof(tmp))
+                return;
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, line, (size_t)n) != n || rename(tmp, p->state_path) < 0) {
+                if (!warned) {
+                        warned = true;
+                        log_warning_errno(errno, "cannot record the hugetlb pool in %s: %m (pages added now "
+                                          "are not given back if the daemon is killed)", p->state_path);
+                }
+                (void)unlink(tmp);
+        }
+}
+
+/* At start: pages a daemon that did not exit cleanly added become ours to
+ * give back, if the pool is still the size it wrote last. */
+static void state_adopt(struct hugetlb_pool *p)
+{
+        char buf[64] = "";
+        uint64_t base, set;
+
+        if (!p->state_path)
+                return;
+        _cleanup_close_ int fd = open(p->state_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0 || sscanf(buf, "base %" SCNu64 " set %" SCNu64, &base, &set) != 2 || base >= set) {
+                log_notice("%s: not a record of the hugetlb pool; ignored", p->state_path);
+                return;
+        }
+        if (set != p->base) {
+                log_notice("hugetlb pool: a previous hugepaged left it at %" PRIu64 " pages, it is %" PRIu64
+                           " now: someone else sized it since; left as it is", set, p->base);
+                (void)unlink(p->state_path);
+                return;
+        }
+        log_notice("hugetlb pool: %" PRIu64 " pages were added by a hugepaged that did not exit cleanly; they go "
+                   "back to the kernel (the pool returns to %" PRIu64 ") once nobody uses them", set - base, base);
+        p->base = base;
+        p->added = set - base;
+        p->grew = true;
+}
+
 static void set_added(struct hugetlb_pool *p, uint64_t persistent, uint64_t hold)
 {
         pthread_mutex_lock(&p->lock);
@@ -232,6 +303,8 @@ static void job_grow(struct hugetlb_pool *p, struct pool_job *j)
         uint64_t got = total_now > total ? total_now - total : 0;
         if (got)
                 p->grew = true;
+        if (got)
+                state_save(p, now);
         /* a shrink queued meanwhile must not take it before the copy */
         set_added(p, now, j->kind == JOB_FAULT ? got : 0);
         j->got = got;
@@ -263,6 +336,8 @@ static void job_shrink(struct hugetlb_pool *p, struct pool_job *j)
         }
         if (pool_persistent(p, &now) < 0)
                 now = cur;
+        if (now != cur)
+                state_save(p, now);
         set_added(p, now, 0);
         j->got = cur > now ? cur - now : 0;
         if (target < cur)
@@ -334,10 +409,17 @@ static void *fill_thread(void *arg)
                         p->fills_tail = &p->fills;
                 pthread_mutex_unlock(&p->lock);
 
-                /* without DONTWAKE: a thread that faulted here meanwhile goes on */
-                struct uffdio_copy cp = { .dst = j->addr, .src = (uint64_t)(uintptr_t)j->src, .len = HP_REGION_SIZE };
+                /* Counted before a thread that faulted here meanwhile is
+                 * woken: it may run to its exit before this is reported. */
+                struct uffdio_copy cp = { .dst = j->addr, .src = (uint64_t)(uintptr_t)j->src, .len = HP_REGION_SIZE,
+                                          .mode = UFFDIO_COPY_MODE_DONTWAKE };
                 j->result = __atomic_load_n(&j->fds->gone, __ATOMIC_ACQUIRE) ? -ESRCH :
                             ioctl(j->fds->uffd, UFFDIO_COPY, &cp) < 0 ? -errno : 0;
+                if (j->result == 0) {
+                        __atomic_add_fetch(&j->fds->prefilled, 1, __ATOMIC_RELEASE);
+                        struct uffdio_range r = { .start = j->addr, .len = HP_REGION_SIZE };
+                        (void)ioctl(j->fds->uffd, UFFDIO_WAKE, &r);
+                }
 
                 pthread_mutex_lock(&p->lock);
                 j->next = NULL;
@@ -496,6 +578,8 @@ static void fill_ahead(struct client *c, uint64_t dst)
                 to = rg->end;
         uint64_t a = from;
         for (; a < to && h->nfilling < HUGETLB_FILL_AHEAD + 1; a += HP_REGION_SIZE) {
+                if (filling(c, a))
+                        continue;
                 struct fill_job *j = calloc(1, sizeof(*j));
                 if (!j)
                         break;
@@ -537,6 +621,43 @@ static void fill_done(struct manager *m, struct fill_job *j)
         }
         client_fds_unref(j->fds);
         free(j);
+}
+
+void hugetlb_client_leaving(struct client *c)
+{
+        struct manager *m = c->m;
+        struct hugetlb_pool *p = m->hugetlb;
+
+        if (!p)
+                return;
+        hugetlb_drain_fills(m);
+        /* Fills done but not reported yet: counted by the fill thread. */
+        uint64_t done = __atomic_load_n(&c->fds->prefilled, __ATOMIC_ACQUIRE);
+        if (done > c->hugetlb.prefilled) {
+                uint64_t n = done - c->hugetlb.prefilled;
+                c->hugetlb.prefilled += n;
+                p->prefilled += n;
+                c->c.pages_populated += n * HP_REGION_PAGES;
+                m->c.pages_populated += n * HP_REGION_PAGES;
+        }
+}
+
+void hugetlb_drain_fills(struct manager *m)
+{
+        struct hugetlb_pool *p = m->hugetlb;
+
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->lock);
+        struct fill_job *fills = p->filled;
+        p->filled = NULL;
+        p->filled_tail = &p->filled;
+        pthread_mutex_unlock(&p->lock);
+        while (fills) {
+                struct fill_job *j = fills;
+                fills = j->next;
+                fill_done(m, j);
+        }
 }
 
 void hugetlb_fault(struct client *c, uint64_t addr, uint64_t t0)
@@ -605,20 +726,12 @@ static void on_done(struct watch *w, int revents)
 
         if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "hugetlb pool: eventfd: %m");
+        hugetlb_drain_fills(m);
         pthread_mutex_lock(&p->lock);
         struct pool_job *list = p->done;
         p->done = NULL;
         p->done_tail = &p->done;
-        struct fill_job *fills = p->filled;
-        p->filled = NULL;
-        p->filled_tail = &p->filled;
         pthread_mutex_unlock(&p->lock);
-
-        while (fills) {
-                struct fill_job *j = fills;
-                fills = j->next;
-                fill_done(m, j);
-        }
 
         while (list) {
                 struct pool_job *j = list;
@@ -760,6 +873,7 @@ static void pool_free(struct hugetlb_pool *p)
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->cond);
         pthread_cond_destroy(&p->fill_cond);
+        free(p->state_path);
         free(p);
 }
 
@@ -798,6 +912,10 @@ int hugetlb_start(struct manager *m)
                 pool_free(p);
                 return log_error_errno(r, "cannot read " HUGETLB_SYSFS "nr_hugepages: %m");
         }
+        const char *sock = m->cfg.socket_path, *slash = sock ? strrchr(sock, '/') : NULL;
+        if (slash && asprintf(&p->state_path, "%.*s/hugetlb-pool", (int)(slash - sock), sock) < 0)
+                p->state_path = NULL;
+        state_adopt(p);
         p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (p->efd < 0) {
                 r = -errno;
@@ -820,7 +938,8 @@ int hugetlb_start(struct manager *m)
         if (r < 0)
                 return log_error_errno(r, "cannot watch the hugetlb pool thread: %m");
         log_info("hugetlb pool: %" PRIu64 " pages of 2 MiB at start; the daemon may add up to %" PRIu64,
-                 p->base, budget_pages(m));
+                 p->base + p->added, budget_pages(m));
+        maybe_shrink(m);        /* pages inherited from a daemon that was killed */
         return 0;
 }
 
@@ -859,6 +978,7 @@ void hugetlb_stop(struct manager *m)
                                     p->base, now);
                 else
                         log_info("hugetlb pool: restored nr_hugepages %" PRIu64 " -> %" PRIu64, cur, now);
+                state_save(p, now);     /* nothing left of ours: the record goes */
         }
         while (p->queue) {
                 struct pool_job *j = p->queue;

@@ -42,6 +42,7 @@ struct client_fds {
         int pidfd, uffd;
         int gone;               /* atomic: the client is being dropped; jobs stop waiting for it */
         int hurry;              /* atomic: a SYNC waits; regions handed over ahead stop waiting */
+        uint64_t prefilled;     /* atomic: hugetlb pages the fill threads put in (hugetlb.c) */
 };
 
 struct client_fds *client_fds_ref(struct client_fds *f);

@@ -4,7 +4,7 @@
  * hugetlb tests (tests/integration/hugetlb.py). No hugepaged library: plain
  * mmap, which the preload shim sees when it runs under hugepaged-run.
  *
- *   hp-hugetlb [--noreserve] [--steal] [--plain] SIZE
+ *   hp-hugetlb [--noreserve] [--steal] [--plain] [--hold SEC] SIZE
  *
  * Maps SIZE (a multiple of 2 MiB) private anonymous MAP_HUGETLB memory,
  * writes a pattern derived from each 4 KiB page's index into every page,
@@ -18,7 +18,8 @@
  * the shim's sight, so the daemon knows nothing of it) and touches it: the
  * free huge pages are gone before the first mapping's faults (a SIGBUS here
  * without someone growing the pool). --plain maps without MAP_HUGETLB (for
- * HUGEPAGED_BACKEND=hugetlb).
+ * HUGEPAGED_BACKEND=hugetlb). --hold keeps the memory mapped for SEC
+ * seconds after printing (for killing the daemon meanwhile).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -58,7 +59,7 @@ static long smaps_hugetlb(void)
 int main(int argc, char **argv)
 {
         int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB;
-        int steal = 0, i = 1;
+        int steal = 0, hold = 0, i = 1;
         char *end;
 
         for (; i < argc && argv[i][0] == '-'; i++) {
@@ -68,11 +69,14 @@ int main(int argc, char **argv)
                         steal = 1;
                 else if (!strcmp(argv[i], "--plain"))
                         flags &= ~MAP_HUGETLB;
+                else if (!strcmp(argv[i], "--hold") && i + 1 < argc)
+                        hold = atoi(argv[++i]);
                 else
                         break;
         }
         if (i != argc - 1) {
-                fprintf(stderr, "usage: hp-hugetlb [--noreserve] [--steal] [--plain] SIZE (MiB with M, a multiple of 2M)\n");
+                fprintf(stderr, "usage: hp-hugetlb [--noreserve] [--steal] [--plain] [--hold SEC] SIZE (MiB with M, "
+                        "a multiple of 2M)\n");
                 return 2;
         }
         size_t len = strtoul(argv[i], &end, 10);
@@ -113,5 +117,8 @@ int main(int argc, char **argv)
                         bad++;
         }
         printf("mismatches=%llu\nhugetlb_bytes=%ld\n", (unsigned long long)bad, smaps_hugetlb());
+        fflush(stdout);
+        if (hold > 0)
+                sleep((unsigned)hold);
         return bad ? 1 : 0;
 }

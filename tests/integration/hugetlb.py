@@ -16,11 +16,15 @@ pattern into every 4 KiB page and verifies it:
   the program gets without the daemon (ENOMEM), and the daemon goes on
   serving a client within the budget;
 - backend policy: HUGEPAGED_BACKEND=hugetlb turns an ordinary 2 MiB-multiple
-  anonymous mapping into hugetlb memory.
+  anonymous mapping into hugetlb memory;
+- crash: the pages a daemon killed with SIGKILL added stay in the pool (the
+  kernel's doing); the next daemon on the same runtime directory gives them
+  back, and leaves the pool alone if someone resized it since.
 """
 
 import atexit
 import os
+import subprocess
 import time
 
 import hptest
@@ -119,6 +123,59 @@ def budget(ctx):
     ctx.expect(d.stop() == 0, "budget: the daemon exits 0")
 
 
+def crash(ctx):
+    """Pages a SIGKILLed daemon added go back when the next one starts."""
+    size = 32 * MiB
+    d = hptest.Daemon(ctx, [], "crash-1")
+    ctx.daemons.append(d)
+    d.start()
+    out = os.path.join(ctx.tmp, "crash.out")
+    with open(out, "w") as f:
+        p = hptest.spawn(under_shim(ctx, d, ["--hold", "30", f"{size // MiB}M"]), stdout=f, stderr=subprocess.STDOUT)
+    end = time.monotonic() + 120
+    while "hugetlb_bytes=" not in open(out).read() and p.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    kv = hptest.parse_kv(open(out).read())
+    ctx.require(kv.get("mismatches") == "0" and kv.get("hugetlb_bytes") == str(size),
+                f"crash: the program got its {size // MiB} MiB from the pool the daemon grew ({kv})")
+    d.kill9()
+    hptest.kill_tree(p)
+    # what the kernel does on its own: the added pages stay in the pool, free
+    ctx.require(read_nr() == size // (2 * MiB),
+                f"crash: after kill -9 the pool still holds the {size // (2 * MiB)} pages the daemon added "
+                f"(nr_hugepages={read_nr()})")
+    d2 = hptest.Daemon(ctx, [], "crash-2")         # the same directory: the same record
+    ctx.daemons.append(d2)
+    d2.start()
+    ctx.expect(wait_nr(0) == 0, f"crash: the next daemon gave them back (nr_hugepages={read_nr()})")
+    ctx.expect("did not exit cleanly" in d2.log(), "crash: the next daemon said where the pages came from")
+    ctx.expect(d2.stop() == 0 and read_nr() == 0, f"crash: the pool stays at 0 (nr_hugepages={read_nr()})")
+    ctx.expect(not os.path.exists(os.path.join(ctx.tmp, "hugetlb-pool")),
+               "crash: no record is left once the pool is back where it was")
+
+    # someone sizes the pool after the crash: that is theirs, not ours
+    d3 = hptest.Daemon(ctx, [], "crash-3")
+    ctx.daemons.append(d3)
+    d3.start()
+    with open(out, "w") as f:
+        p = hptest.spawn(under_shim(ctx, d3, ["--hold", "30", f"{size // MiB}M"]), stdout=f, stderr=subprocess.STDOUT)
+    end = time.monotonic() + 120
+    while "hugetlb_bytes=" not in open(out).read() and p.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    d3.kill9()
+    hptest.kill_tree(p)
+    write_nr(read_nr() + 1)
+    admin = read_nr()
+    d4 = hptest.Daemon(ctx, [], "crash-4")
+    ctx.daemons.append(d4)
+    d4.start()
+    time.sleep(2)
+    ctx.expect(read_nr() == admin and "someone else sized it" in d4.log(),
+               f"crash: a pool resized since the crash is left as it is ({read_nr()} vs {admin})")
+    ctx.expect(d4.stop() == 0, "crash: that daemon exits 0")
+    write_nr(0)
+
+
 def policy(ctx, d):
     # the workload maps without MAP_HUGETLB; the policy makes it hugetlb
     size = 16 * MiB
@@ -152,6 +209,7 @@ def test(ctx):
         policy(ctx, d)
         ctx.expect(d.stop() == 0, "the daemon exits 0")
         budget(ctx)
+        crash(ctx)
     finally:
         for d in ctx.daemons:
             if d.alive():
