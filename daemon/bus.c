@@ -116,6 +116,8 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
                 v = s->hugetlb.pages;
         else if (strcmp(property, "HugetlbFaults") == 0)
                 v = s->hugetlb.faults;
+        else if (strcmp(property, "HugetlbPrefilled") == 0)
+                v = s->hugetlb.prefilled;
         else if (strcmp(property, "HugetlbPoolAdded") == 0)
                 v = s->hugetlb.pool_added;
         else if (strcmp(property, "HugetlbPoolBase") == 0)
@@ -213,6 +215,8 @@ static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, 
                 r = sd_bus_message_append(reply, "{st}", "HugetlbPages", c->hugetlb_pages);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{st}", "HugetlbFaults", c->hugetlb_faults);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{st}", "HugetlbPrefilled", c->hugetlb_prefilled);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
@@ -395,6 +399,7 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("PressureLevel", manager_get_counter),
         COUNTER("HugetlbPages", manager_get_counter),
         COUNTER("HugetlbFaults", manager_get_counter),
+        COUNTER("HugetlbPrefilled", manager_get_counter),
         COUNTER("HugetlbPoolAdded", manager_get_counter),
         COUNTER("HugetlbPoolBase", manager_get_counter),
         COUNTER("HugetlbBudget", manager_get_counter),
@@ -474,6 +479,8 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
                 r = sd_bus_message_append(reply, "t", c->hugetlb_pages);
         else if (strcmp(property, "HugetlbFaults") == 0)
                 r = sd_bus_message_append(reply, "t", c->hugetlb_faults);
+        else if (strcmp(property, "HugetlbPrefilled") == 0)
+                r = sd_bus_message_append(reply, "t", c->hugetlb_prefilled);
         else if (strcmp(property, "Pid") == 0)
                 r = sd_bus_message_append(reply, "u", (uint32_t)c->pid);
         else if (strcmp(property, "Uid") == 0)
@@ -549,6 +556,7 @@ static const sd_bus_vtable client_vtable[] = {
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
         CLIENT_COUNTER("HugetlbPages"),
         CLIENT_COUNTER("HugetlbFaults"),
+        CLIENT_COUNTER("HugetlbPrefilled"),
         CLIENT_COUNTER("KernelFaults"),
         CLIENT_COUNTER("KernelFaultLatencyP50Ns"),
         CLIENT_COUNTER("KernelFaultLatencyP99Ns"),

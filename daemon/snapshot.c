@@ -88,6 +88,7 @@ struct snapshot *snapshot_take(struct manager *m)
                 kernel_read(m->trace, c->pid, &e->kernel);
                 e->hugetlb_pages = hugetlb_client_pages(c);
                 e->hugetlb_faults = c->hugetlb.faults;
+                e->hugetlb_prefilled = c->hugetlb.prefilled;
                 if (c->ranges.n) {
                         e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
                         if (!e->ranges)

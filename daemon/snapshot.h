@@ -43,6 +43,7 @@ struct snapshot_client {
         struct snapshot_kernel kernel;
         uint64_t hugetlb_pages;         /* hugetlb pages charged to it now */
         uint64_t hugetlb_faults;        /* its hugetlb faults served */
+        uint64_t hugetlb_prefilled;     /* its pages filled ahead of a stream */
         uint32_t max_window;
         bool dense_predict;
         bool policy_explicit;   /* set by the client itself or SetPolicy */

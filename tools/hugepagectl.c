@@ -461,10 +461,11 @@ static int cmd_status(sd_bus *bus)
         printf("    Released: %" PRIu64 " reservations\n", prop_u(&p, "ReservationsReleased"));
         printf("        Pool: %" PRIu64 " chunks, %s; pressure level %" PRIu64 "\n", prop_u(&p, "PoolChunks"),
                fmt_bytes(prop_u(&p, "PoolBytes"), a, sizeof(a)), prop_u(&p, "PressureLevel"));
-        printf("     Hugetlb: %" PRIu64 " pages held by clients (%s), %" PRIu64 " faults served; pool %" PRIu64
-               " at start + %" PRIu64 " added (budget %" PRIu64 ")\n", prop_u(&p, "HugetlbPages"),
-               fmt_bytes(prop_u(&p, "HugetlbPages") << 21, a, sizeof(a)), prop_u(&p, "HugetlbFaults"),
-               prop_u(&p, "HugetlbPoolBase"), prop_u(&p, "HugetlbPoolAdded"), prop_u(&p, "HugetlbBudget"));
+        printf("     Hugetlb: %" PRIu64 " pages held by clients (%s), %" PRIu64 " faults served, %" PRIu64
+               " filled ahead; pool %" PRIu64 " at start + %" PRIu64 " added (budget %" PRIu64 ")\n",
+               prop_u(&p, "HugetlbPages"), fmt_bytes(prop_u(&p, "HugetlbPages") << 21, a, sizeof(a)),
+               prop_u(&p, "HugetlbFaults"), prop_u(&p, "HugetlbPrefilled"), prop_u(&p, "HugetlbPoolBase"),
+               prop_u(&p, "HugetlbPoolAdded"), prop_u(&p, "HugetlbBudget"));
         print_kernel(&p, "      Kernel: ");
         props_done(&p);
         if (clients) {

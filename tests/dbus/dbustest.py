@@ -252,15 +252,18 @@ for line in sys.stdin:
 
 
 class Workload:
-    """The WORKLOAD above, run under hugepaged-run."""
+    """The WORKLOAD above, run under hugepaged-run; backend="hugetlb" makes
+    its 64 MiB mapping 32 hugetlb pages of 2 MiB (hugepaged-run --backend)."""
 
-    def __init__(self, daemon, directory):
+    def __init__(self, daemon, directory, backend=None):
         script = os.path.join(directory, "workload.py")
         with open(script, "w") as f:
             f.write(WORKLOAD)
         python = os.path.realpath(sys.executable)
         self.exe = os.path.basename(python)
-        argv = [env_path("HUGEPAGED_RUN"), "--socket", daemon.socket, "--", python, script]
+        argv = [env_path("HUGEPAGED_RUN"), "--socket", daemon.socket]
+        argv += ["--backend", backend] if backend else []
+        argv += ["--", python, script]
         env = dict(os.environ, HUGEPAGED_PRELOAD=env_path("HUGEPAGED_PRELOAD"))
         self.proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()

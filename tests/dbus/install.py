@@ -93,7 +93,8 @@ def test():
         with open(dest + os.path.join(mandir, "man5", "org.hugepaged1.5")) as f:
             page = f.read()
         xml = run([env_path("HUGEPAGED"), "--bus-introspect"], check=True).stdout
-        for member in ("ListClients", "GetClientStats", "SetPolicy", "Reload", "FaultsServed", "ClientAdded"):
+        for member in ("ListClients", "GetClientStats", "SetPolicy", "Reload", "FaultsServed", "HugetlbPrefilled",
+                       "ClientAdded"):
             expect(member in xml and member in page, f"org.hugepaged1(5) lists {member} like --bus-introspect")
 
 

@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Statistics over D-Bus: after a workload, the Manager's FaultsServed is > 0
 and equals what `hugepagectl stats --json` reports; per-client objects appear
-and disappear with their clients, and ClientAdded/ClientRemoved are sent."""
+and disappear with their clients, and ClientAdded/ClientRemoved are sent.
+With the hugetlb backend on, a hugetlb workload's sequential touch has pages
+filled ahead: HugetlbPrefilled of its object, of GetClientStats and of
+`hugepagectl client --json` agree and are > 0, and the Manager's equals what
+`hugepagectl status` and `status --json` report."""
 
 import os
+import re
 import subprocess
 
 from dbustest import (Bus, Daemon, Workload, expect, hugepagectl, json, log, main, require_root, spawn,
@@ -85,7 +90,60 @@ def test():
 
     r = hugepagectl(bus, "client", "999999")
     expect(r.returncode == 1 and "999999" in r.stderr, f"an unknown pid is an error: {r.stderr.strip()}")
+    hugetlb(bus, daemon, d)
     expect(daemon.alive(), "the daemon is still running")
+
+
+def client_stats(bus, pid):
+    r = bus.busctl("--json=short", "call", "org.hugepaged1", "/org/hugepaged1", "org.hugepaged1.Manager",
+                   "GetClientStats", "u", str(pid))
+    return json.loads(r.stdout)["data"][0]
+
+
+def hugetlb(bus, daemon, d):
+    """HugetlbPrefilled: pages the fill threads copied ahead of a sequential
+    stream of hugetlb faults, per client and in total."""
+    line = wait_for("the daemon's hugetlb line",
+                    lambda: re.search(r"hugetlb pool: \d+ pages of 2 MiB at start|the hugetlb backend is off",
+                                      daemon.log()))
+    if "is off" in line.group(0):
+        log(f"daemon: {line.group(0)}: no hugetlb workload")
+        r = hugepagectl(bus, "status", "--json")
+        expect(r.returncode == 0 and json.loads(r.stdout)["hugetlb_prefilled"] == bus.get("HugetlbPrefilled") == 0,
+               "Manager.HugetlbPrefilled is 0 with the hugetlb backend off, as hugepagectl status --json says")
+        return
+
+    pages = 32              # the workload's 64 MiB
+    w = Workload(daemon, d, backend="hugetlb")
+    path = f"/org/hugepaged1/client/{w.pid}"
+    wait_for("the hugetlb client's object", lambda: any(c[0] == w.pid for c in bus.clients()))
+    w.ask("touch 1")        # the first touch of each page, in order: a stream
+    # Each page is put in once, at its fault or ahead of it by a fill thread;
+    # once all are counted the client's figures no longer move.
+    s = wait_for("every hugetlb page in the client's counters",
+                 lambda: (lambda s: s["HugetlbFaults"] + s["HugetlbPrefilled"] == pages and s)(
+                     client_stats(bus, w.pid)), timeout=60)
+    filled = s["HugetlbPrefilled"]
+    expect(s["HugetlbPages"] == pages, f"GetClientStats HugetlbPages is {pages} ({s['HugetlbPages']})")
+    expect(filled > 0, f"GetClientStats HugetlbPrefilled > 0 after a sequential touch ({filled}, "
+           f"{s['HugetlbFaults']} faults)")
+    expect(bus.get("HugetlbPrefilled", path, "org.hugepaged1.Client") == filled,
+           f"Client.HugetlbPrefilled == GetClientStats HugetlbPrefilled ({filled})")
+    r = hugepagectl(bus, "client", str(w.pid), "--json")
+    expect(r.returncode == 0 and json.loads(r.stdout)["hugetlb_prefilled"] == filled,
+           f"hugepagectl client PID --json hugetlb_prefilled == {filled}")
+
+    w.exit()
+    wait_for("the hugetlb client's object to go", lambda: not bus.clients(), timeout=10)
+    total = bus.get("HugetlbPrefilled")
+    expect(total == filled, f"Manager.HugetlbPrefilled == the only hugetlb client's ({total})")
+    r = hugepagectl(bus, "status", "--json")
+    expect(r.returncode == 0 and json.loads(r.stdout)["hugetlb_prefilled"] == total,
+           f"hugepagectl status --json hugetlb_prefilled == Manager.HugetlbPrefilled ({total})")
+    r = hugepagectl(bus, "status")
+    log(r.stdout)
+    expect(r.returncode == 0 and f"{total} filled ahead" in r.stdout,
+           f"hugepagectl status shows {total} pages filled ahead")
 
 
 main(test)
