@@ -17,8 +17,10 @@
  *
  * Must never: act on anything but contiguous private anonymous mappings of
  * one protection covering the whole range (anything else keeps the kernel's
- * EFAULT), allocate, or go through the interposed calls (raw.h only).
- * A failure part-way moves the pieces back before it returns.
+ * EFAULT), allocate, go through the interposed calls (raw.h only), or unmap
+ * an address it has not just checked is its own: other threads map and
+ * unmap all the while, and a hole left open even for a moment can be taken
+ * by them. A failure part-way moves the pieces back before it returns.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -148,32 +150,62 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pcs, int ma
         return done && !bad ? n : -1;
 }
 
-static void *move_pieces(const struct piece *pcs, int n, uintptr_t old, uintptr_t keep_end, uintptr_t dest)
-{
-        int i;
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
 
-        for (i = 0; i < n; i++) {
-                uintptr_t lo = pcs[i].lo > old ? pcs[i].lo : old;
-                uintptr_t hi = pcs[i].hi < keep_end ? pcs[i].hi : keep_end;
-                if (lo >= hi)
-                        continue;
-                if (raw_mremap((void *)lo, hi - lo, hi - lo, MREMAP_MAYMOVE | MREMAP_FIXED,
-                               (void *)(dest + (lo - old))) == MAP_FAILED)
+/*
+ * Move [old, keep_end), mapping by mapping, to the same offsets at dest.
+ * Each move keeps its source mapped (MREMAP_DONTUNMAP: an empty husk), so
+ * no hole opens where another thread's mmap() could land while this runs.
+ * The layout is read again when a move finds it changed (the daemon may
+ * split a mapping meanwhile: EFAULT). On failure the mappings already moved
+ * go back onto their husks, by the layout found at dest then. Returns 0, or
+ * -errno with *gone set to the bytes at the start of dest that are no
+ * longer ours (holes left by mappings moved back, or mappings that could
+ * not be).
+ */
+static int move_pieces(uintptr_t old, uintptr_t keep_end, uintptr_t dest, int prot, size_t *gone)
+{
+        uintptr_t done = old;
+        int e = 0;
+
+        for (int tries = 0; done < keep_end && tries < 4; tries++) {
+                struct piece pcs[MAX_PIECES];
+                int pr, n = find_pieces(done, keep_end, pcs, MAX_PIECES, &pr);
+                if (n < 0 || pr != prot) {
+                        e = EFAULT;
+                        break;
+                }
+                for (int i = 0; i < n; i++) {
+                        uintptr_t lo = pcs[i].lo > done ? pcs[i].lo : done;
+                        uintptr_t hi = pcs[i].hi < keep_end ? pcs[i].hi : keep_end;
+                        if (raw_mremap((void *)lo, hi - lo, hi - lo,
+                                       MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+                                       (void *)(dest + (lo - old))) == MAP_FAILED) {
+                                e = errno;
+                                break;
+                        }
+                        done = hi;
+                }
+                if (done < keep_end && e != EFAULT)
                         break;
         }
-        if (i == n)
-                return (void *)dest;
+        if (done >= keep_end)
+                return 0;
 
-        int e = errno;
-        while (i-- > 0) {
-                uintptr_t lo = pcs[i].lo > old ? pcs[i].lo : old;
-                uintptr_t hi = pcs[i].hi < keep_end ? pcs[i].hi : keep_end;
-                if (lo < hi)
-                        (void) raw_mremap((void *)(dest + (lo - old)), hi - lo, hi - lo,
-                                          MREMAP_MAYMOVE | MREMAP_FIXED, (void *)lo);
+        size_t moved = done - old;
+        struct piece back[MAX_PIECES];
+        int pr, nb = moved ? find_pieces(dest, dest + moved, back, MAX_PIECES, &pr) : 0;
+        for (int j = 0; j < nb; j++) {
+                uintptr_t blo = back[j].lo > dest ? back[j].lo : dest;
+                uintptr_t bhi = back[j].hi < dest + moved ? back[j].hi : dest + moved;
+                if (raw_mremap((void *)blo, bhi - blo, bhi - blo, MREMAP_MAYMOVE | MREMAP_FIXED,
+                               (void *)(old + (blo - dest))) == MAP_FAILED)
+                        break;
         }
-        errno = e;
-        return MAP_FAILED;
+        *gone = moved;
+        return -(e ? e : EFAULT);
 }
 
 void *shim_remap_pieces(void *old_p, size_t old_len, size_t new_len, int flags, void *new_addr)
@@ -232,13 +264,16 @@ void *shim_remap_pieces(void *old_p, size_t old_len, size_t new_len, int flags, 
                 errno = e;
                 return MAP_FAILED;
         }
-        if (move_pieces(pcs, n, old, old + keep, d) == MAP_FAILED) {
-                int e = errno;
-                (void) raw_munmap(dest, new_plen);
-                errno = e;
+        size_t gone = 0;
+        int r = move_pieces(old, old + keep, d, prot, &gone);
+        if (r < 0) {
+                /* Unmap only what is still our reservation. */
+                if (gone < new_plen)
+                        (void) raw_munmap((void *)(d + gone), new_plen - gone);
+                errno = -r;
                 return MAP_FAILED;
         }
-        if (old_plen > keep)
-                (void) raw_munmap((void *)(old + keep), old_plen - keep);
+        /* the husks the moves left, and what a shrink drops */
+        (void) raw_munmap(old_p, old_plen);
         return dest;
 }
