@@ -279,6 +279,14 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
         int saved_errno = errno;
         void *p;
 
+        /* Linux 6.17+ moves a range of several VMAs with MREMAP_FIXED, but
+         * stops with EFAULT at the first one registered with a userfaultfd,
+         * after moving those before it: the range ends up half moved. The
+         * daemon's regions unregistered while it promotes them are such
+         * VMAs: have it register them back first. */
+        if ((flags & MREMAP_FIXED) && !((uintptr_t)old & (HP_PAGE_SIZE - 1)) && old_len <= SIZE_MAX / 4)
+                (void) shim_sync(old, old_plen);
+
         for (unsigned i = 1;; i++) {
                 p = shim_mremap_once(old, old_len, new_len, flags, new_addr, align);
                 if (p != MAP_FAILED)
