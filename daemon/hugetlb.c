@@ -301,10 +301,10 @@ static void job_grow(struct hugetlb_pool *p, struct pool_job *j)
         if (pool_persistent(p, &now) < 0)
                 now = cur;
         uint64_t got = total_now > total ? total_now - total : 0;
-        if (got)
+        if (got) {
                 p->grew = true;
-        if (got)
                 state_save(p, now);
+        }
         /* a shrink queued meanwhile must not take it before the copy */
         set_added(p, now, j->kind == JOB_FAULT ? got : 0);
         j->got = got;
@@ -595,6 +595,22 @@ static void fill_ahead(struct client *c, uint64_t dst)
         h->ahead_end = a;
 }
 
+/* Bring c's fill counters up to what its fill threads counted (the count
+ * in its fds, made before each wake), reported or not. */
+static void count_fills(struct client *c)
+{
+        struct manager *m = c->m;
+        uint64_t done = __atomic_load_n(&c->fds->prefilled, __ATOMIC_ACQUIRE);
+
+        if (done <= c->hugetlb.prefilled)
+                return;
+        uint64_t n = done - c->hugetlb.prefilled;
+        c->hugetlb.prefilled += n;
+        m->hugetlb->prefilled += n;
+        c->c.pages_populated += n * HP_REGION_PAGES;
+        m->c.pages_populated += n * HP_REGION_PAGES;
+}
+
 static void fill_done(struct manager *m, struct fill_job *j)
 {
         struct client *c = client_by_id(m, j->client_id);
@@ -607,10 +623,7 @@ static void fill_done(struct manager *m, struct fill_job *j)
                                 break;
                         }
                 if (j->result == 0) {
-                        h->prefilled++;
-                        m->hugetlb->prefilled++;
-                        c->c.pages_populated += HP_REGION_PAGES;
-                        m->c.pages_populated += HP_REGION_PAGES;
+                        count_fills(c);
                 } else {
                         /* -EEXIST (there already, or no free page), -ENOENT
                          * (unmapped): a thread that faulted here meanwhile
@@ -625,24 +638,11 @@ static void fill_done(struct manager *m, struct fill_job *j)
 
 void hugetlb_client_leaving(struct client *c)
 {
-        struct manager *m = c->m;
-        struct hugetlb_pool *p = m->hugetlb;
-
-        if (!p)
-                return;
-        hugetlb_drain_fills(m);
-        /* Fills done but not reported yet: counted by the fill thread. */
-        uint64_t done = __atomic_load_n(&c->fds->prefilled, __ATOMIC_ACQUIRE);
-        if (done > c->hugetlb.prefilled) {
-                uint64_t n = done - c->hugetlb.prefilled;
-                c->hugetlb.prefilled += n;
-                p->prefilled += n;
-                c->c.pages_populated += n * HP_REGION_PAGES;
-                m->c.pages_populated += n * HP_REGION_PAGES;
-        }
+        if (c->m->hugetlb)
+                count_fills(c);
 }
 
-void hugetlb_drain_fills(struct manager *m)
+static void drain_fills(struct manager *m)
 {
         struct hugetlb_pool *p = m->hugetlb;
 
@@ -726,7 +726,7 @@ static void on_done(struct watch *w, int revents)
 
         if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "hugetlb pool: eventfd: %m");
-        hugetlb_drain_fills(m);
+        drain_fills(m);
         pthread_mutex_lock(&p->lock);
         struct pool_job *list = p->done;
         p->done = NULL;

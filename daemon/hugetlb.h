@@ -63,8 +63,6 @@ void hugetlb_register(struct client *c, const struct hp_range_req *req);
 
 /* fault.c: a missing fault in a hugetlb range. */
 void hugetlb_fault(struct client *c, uint64_t addr, uint64_t t0);
-/* Take in the fills the fill threads finished. */
-void hugetlb_drain_fills(struct manager *m);
 /* c disconnects: count all its fills done, reported or not, before its
  * counters are read for the last time. */
 void hugetlb_client_leaving(struct client *c);

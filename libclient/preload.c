@@ -276,6 +276,8 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
 {
         size_t old_plen = hp_round_up(old_len, HP_PAGE_SIZE);
         size_t new_plen = hp_round_up(new_len, HP_PAGE_SIZE);
+        /* a range SYNC and remap.c can take */
+        bool span_ok = !((uintptr_t)old & (HP_PAGE_SIZE - 1)) && old_len <= SIZE_MAX / 4;
         int saved_errno = errno;
         void *p;
 
@@ -284,7 +286,7 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
          * after moving those before it: the range ends up half moved. The
          * daemon's regions unregistered while it promotes them are such
          * VMAs: have it register them back first. */
-        if ((flags & MREMAP_FIXED) && !((uintptr_t)old & (HP_PAGE_SIZE - 1)) && old_len <= SIZE_MAX / 4)
+        if ((flags & MREMAP_FIXED) && span_ok)
                 (void) shim_sync(old, old_plen);
 
         for (unsigned i = 1;; i++) {
@@ -295,7 +297,7 @@ static void *shim_mremap(void *old, size_t old_len, size_t new_len, int flags, v
                  * splits the mapping into several VMAs, and a resizing or
                  * moving mremap() cannot span VMAs: wait for that to end and
                  * try again. */
-                if (errno != EFAULT || ((uintptr_t)old & (HP_PAGE_SIZE - 1)) || old_len > SIZE_MAX / 4)
+                if (errno != EFAULT || !span_ok)
                         return MAP_FAILED;
                 /* Still several VMAs with nothing in flight, or no daemon any
                  * more (its userfaultfd may not be dropped yet): move them
