@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The daemon's in-kernel tracer (daemon/bpf): after a workload under
+"""The daemon's in-kernel tracer (daemon/ops/bpf): after a workload under
 hugepaged-run, the client's "gone" line carries a non-empty fault-latency
 histogram (bpf_faults, p50, p99), MADV_COLLAPSE results and THP splits.
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * fuzz-config.c: libFuzzer harness for hugepaged.conf parsing
- * (daemon/config.c on inih): the input is a whole file, parsed the way the
+ * (daemon/ops/config.c on inih): the input is a whole file, parsed the way the
  * daemon parses it (from a path, into a config with the defaults), then
  * copied, overridden and freed as a reload does; every report must name
  * the file and a line. The value parsers the command line shares get the

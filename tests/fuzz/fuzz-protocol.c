@@ -2,7 +2,7 @@
 /*
  * fuzz-protocol.c: libFuzzer harness for the first code that reads a
  * client's bytes: hp_msg_check and hp_range_check
- * (include/hugepaged-protocol.h) and daemon/proto.c, which checks every
+ * (include/hugepaged-protocol.h) and daemon/core/proto.c, which checks every
  * request completely. Besides the sanitizers, it asserts what client.c
  * relies on: an accepted packet is a request of exactly its type's size
  * whose fields are in range, and a refused one has a reason.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-proto.c: daemon/proto.c, the decoder of client requests, with the
+ * test-proto.c: daemon/core/proto.c, the decoder of client requests, with the
  * hostile input of tests/security/hp-hostile but no daemon: every request
  * type with good and bad fields, the daemon's own types sent back, and
  * random packets (whatever passes must be a well-formed request).

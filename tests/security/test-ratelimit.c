@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* test-ratelimit.c: daemon/ratelimit.h: a burst passes at once, then the rate holds, over any window. */
+/* test-ratelimit.c: daemon/core/ratelimit.h: a burst passes at once, then the rate holds, over any window. */
 #undef NDEBUG
 #include <assert.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-config.c: hugepaged.conf parsing (daemon/config.c) with fabricated
+ * test-config.c: hugepaged.conf parsing (daemon/ops/config.c) with fabricated
  * files: defaults, units, per-program sections, every error naming
  * file:line: key, unknown keys warned, overrides from the command line.
  */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests for daemon/range.c: the sorted interval set. */
+/* Unit tests for daemon/mm/range.c: the sorted interval set. */
 #undef NDEBUG
 #include <assert.h>
 #include <errno.h>

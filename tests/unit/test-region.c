@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests for daemon/region.c: table, bitmap accounting, windows, decisions. */
+/* Unit tests for daemon/mm/region.c: table, bitmap accounting, windows, decisions. */
 #undef NDEBUG
 #include <assert.h>
 #include <stdio.h>

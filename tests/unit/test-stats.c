@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests for daemon/stats.c: histogram quantiles. */
+/* Unit tests for daemon/ops/stats.c: histogram quantiles. */
 #undef NDEBUG
 #include <assert.h>
 #include <stdio.h>
