@@ -78,6 +78,7 @@ struct hp_hello_reply {
 #define HP_RANGE_ANON    0u     /* private anonymous memory */
 #define HP_RANGE_HUGETLB 1u     /* private anonymous MAP_HUGETLB memory, 2 MiB pages:
                                  * addr and length 2 MiB aligned, threshold 0 */
+#define HP_RANGE_KINDS   2u     /* kinds of memory: HP_RANGE_* < HP_RANGE_KINDS */
 
 struct hp_range_req {
         struct hp_header hdr;
@@ -238,6 +239,20 @@ static inline int hp_hugetlb_range_check(uint64_t addr, uint64_t length, uint32_
         if ((addr & (HP_REGION_SIZE - 1)) || (length & (HP_REGION_SIZE - 1)) || threshold != 0)
                 return -EINVAL;
         return 0;
+}
+
+/* What each kind of range asks of addr, length and threshold beyond
+ * hp_range_check: 0, -EOPNOTSUPP (no such kind) or -EINVAL. */
+static inline int hp_range_kind_check(uint32_t kind, uint64_t addr, uint64_t length, uint32_t threshold)
+{
+        switch (kind) {
+        case HP_RANGE_ANON:
+                return 0;
+        case HP_RANGE_HUGETLB:
+                return hp_hugetlb_range_check(addr, length, threshold);
+        default:
+                return -EOPNOTSUPP;
+        }
 }
 
 #endif

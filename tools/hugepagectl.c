@@ -277,8 +277,7 @@ static void json_props(const struct props *p, const char *indent)
 static const char *const design_counters[] = {
         "FaultsServed", "FaultLatencyP50Ns", "FaultLatencyP99Ns", "PagesPopulated", "RegionsReserved",
         "PagesReservedUnused", "Promotions", "PromotionsFailed", "PromotionLatencyP50Ns",
-        "PromotionLatencyP99Ns", "RegionsHuge", "ReservationsReleased", "PoolChunks", "PoolBytes",
-        "PressureLevel", "Clients", "Ranges",
+        "PromotionLatencyP99Ns", "RegionsHuge", "ReservationsReleased", "Clients", "Ranges",
 };
 
 /* In-kernel tracing (eBPF): Tracing, then its counters; all 0 when it is off. */
@@ -459,8 +458,6 @@ static int cmd_status(sd_bus *bus)
                prop_u(&p, "PromotionsFailed"), fmt_ns(prop_u(&p, "PromotionLatencyP50Ns"), b, sizeof(b)),
                fmt_ns(prop_u(&p, "PromotionLatencyP99Ns"), c, sizeof(c)));
         printf("    Released: %" PRIu64 " reservations\n", prop_u(&p, "ReservationsReleased"));
-        printf("        Pool: %" PRIu64 " chunks, %s; pressure level %" PRIu64 "\n", prop_u(&p, "PoolChunks"),
-               fmt_bytes(prop_u(&p, "PoolBytes"), a, sizeof(a)), prop_u(&p, "PressureLevel"));
         printf("     Hugetlb: %" PRIu64 " pages held by clients (%s), %" PRIu64 " faults served, %" PRIu64
                " filled ahead; pool %" PRIu64 " at start + %" PRIu64 " added (budget %" PRIu64 ")\n",
                prop_u(&p, "HugetlbPages"), fmt_bytes(prop_u(&p, "HugetlbPages") << 21, a, sizeof(a)),

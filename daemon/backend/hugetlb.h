@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * hugetlb.h: the hugetlb backend (HP_RANGE_HUGETLB): private anonymous
- * MAP_HUGETLB ranges whose faults the daemon serves with one 2 MiB
- * UFFDIO_COPY each, and the management of the kernel's pool of 2 MiB huge
- * pages (vm.nr_hugepages) on the clients' behalf.
+ * hugetlb.h: the hugetlb backend's own interfaces, private to backend/: the
+ * backend (hugetlb.c: MAP_HUGETLB ranges, their faults and fills) and the
+ * pool of 2 MiB huge pages it manages on the clients' behalf
+ * (hugetlb-pool.c: vm.nr_hugepages), and the pool's pure arithmetic
+ * (hugetlb-size.c, unit-tested). The rest of the daemon knows the backend
+ * only as `backend_hugetlb` (backend.h).
  *
  * Accounting: a client is charged the 2 MiB pages of its registered hugetlb
  * ranges plus what it last asked for with HP_MSG_HUGETLB_RESERVE (until its
@@ -19,67 +21,62 @@
 #include <stdint.h>
 
 #include "hugepaged-protocol.h"
+#include "workq.h"
 
-struct client;
-struct manager;
-struct range;
+struct loop;
 
-#define HUGETLB_FILL_AHEAD 32     /* pages filled ahead of a sequential stream */
+/* ---- the pool (hugetlb-pool.c) ---------------------------------------------- */
 
-/* Per client, in struct client. */
-struct client_hugetlb {
-        uint64_t pending;       /* pages of the last HUGETLB_RESERVE, not registered yet */
-        uint64_t faults;        /* hugetlb faults served */
-        uint64_t prefilled;     /* pages filled ahead of a stream by the fill threads */
-        unsigned jobs;          /* requests waiting on the pool thread */
-        uint64_t last_eexist;   /* page of the last fault whose copy found -EEXIST */
-        uint64_t last_fault;    /* page of the last fault: two in a row make a stream */
-        uint64_t ahead_end;     /* the stream's pages are queued up to here */
-        unsigned nfilling;
-        uint64_t filling[HUGETLB_FILL_AHEAD + 1];       /* pages a fill thread has now */
-        bool used;              /* ever asked or registered: hugetlb_tick looks at it */
+struct hugetlb_pool;
+
+enum pool_job_kind {
+        POOL_RESERVE,   /* have `want` pages available, pre-touch what was added; reply */
+        POOL_FAULT,     /* have one page available for a fault waiting at addr */
+        POOL_SHRINK,    /* give back what the daemon added beyond `charged` */
 };
 
-/* Global counters for statistics (snapshot.c). */
-struct hugetlb_stats {
-        uint64_t pages;         /* charged to clients now */
-        uint64_t faults;        /* served since start */
-        uint64_t prefilled;     /* pages filled ahead of streams since start */
-        uint64_t pool_added;    /* pages the daemon added to vm.nr_hugepages and holds */
-        uint64_t pool_base;     /* vm.nr_hugepages when the daemon started */
-        uint64_t budget;        /* HugetlbMaxSize= in pages */
+/* A request to the pool thread; it comes back to `done` (hugetlb_pool_new)
+ * on the main thread, which frees it. */
+struct pool_job {
+        struct work w;
+        enum pool_job_kind kind;
+        uint64_t client_id;
+        uint32_t seq;           /* RESERVE: the request to answer */
+        uint64_t addr;          /* FAULT: the page */
+        uint64_t want;          /* RESERVE, FAULT: pages wanted available */
+        uint64_t charged;       /* SHRINK: pages clients are charged for */
+        uint64_t budget;        /* RESERVE, FAULT: HugetlbMaxSize= in pages */
+        uint64_t t0;            /* FAULT: when the fault was read */
+        uint64_t got;           /* pages added (or, SHRINK, removed) by this job */
+        int result;
+        char why[HP_ERROR_TEXT];
 };
 
-/* Main thread, after privs_drop(): read the pool, start the pool thread.
- * Without hugetlb support in the kernel the backend is off (logged). */
-int hugetlb_start(struct manager *m);
-/* At exit, after the loop: stop the pool thread and give back what the
- * daemon added to the pool. */
-void hugetlb_stop(struct manager *m);
+/* Read the pool, adopt what a killed daemon added (the record in
+ * state_dir/hugetlb-pool), start the pool thread. 0 with *ret NULL when the
+ * kernel has no 2 MiB huge pages (logged): the backend is off. */
+int hugetlb_pool_new(struct loop *l, const char *state_dir, void (*done)(struct pool_job *j, void *data),
+                     void *data, struct hugetlb_pool **ret);
+/* Stop the pool thread; give back everything the daemon added (pages in
+ * use become surplus pages and go back when freed). NULL is fine. */
+void hugetlb_pool_free(struct hugetlb_pool *p);
+/* Queue a job (copied): 0 or -ENOMEM. */
+int hugetlb_pool_queue(struct hugetlb_pool *p, const struct pool_job *tmpl);
+/* Free pages nobody has reserved: what an allocation can take now. */
+uint64_t hugetlb_pool_available(struct hugetlb_pool *p);
+/* Pages the daemon added to vm.nr_hugepages and holds now, and the size it found. */
+uint64_t hugetlb_pool_added(struct hugetlb_pool *p);
+uint64_t hugetlb_pool_base(const struct hugetlb_pool *p);
+/* A fault job's pages were used (or not): the pool may shrink past them. */
+void hugetlb_pool_release_hold(struct hugetlb_pool *p, uint64_t pages);
 
-/* Requests (client.c). Each answers the client. */
-void hugetlb_reserve(struct client *c, const struct hp_hugetlb_req *req);
-void hugetlb_register(struct client *c, const struct hp_range_req *req);
+/* ---- pure arithmetic (hugetlb-size.c) ---------------------------------------- */
 
-/* fault.c: a missing fault in a hugetlb range. */
-void hugetlb_fault(struct client *c, uint64_t addr, uint64_t t0);
-/* c disconnects: count all its fills done, reported or not, before its
- * counters are read for the last time. */
-void hugetlb_client_leaving(struct client *c);
-
-/* Pages charged to c now. */
-uint64_t hugetlb_client_pages(const struct client *c);
-/* A client is being freed (already unlinked): return what it was charged for. */
-void hugetlb_client_gone(struct manager *m);
-/* Heartbeat: return pages that nobody is charged for any more. */
-void hugetlb_tick(struct manager *m);
-void hugetlb_stats(struct manager *m, struct hugetlb_stats *ret);
-
-/* Pure: the pool size to write to take back what nobody is charged for:
- * never below base, never more than `added` pages removed. */
+/* The pool size to write to take back what nobody is charged for: never
+ * below base, never more than `added` pages removed. */
 uint64_t hugetlb_shrink_target(uint64_t current, uint64_t added, uint64_t charged);
-/* Pure: pages to add so that `want` pages are available, or 0; -ENOSPC when
- * the budget (max pages added in total) does not allow it. */
+/* Pages to add so that `want` pages are available, or 0; -ENOSPC when the
+ * budget (max pages added in total) does not allow it. */
 int64_t hugetlb_grow_amount(uint64_t available, uint64_t want, uint64_t added, uint64_t budget);
 
 #endif

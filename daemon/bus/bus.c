@@ -18,12 +18,14 @@
  * system bus, by the policy file.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-bus.h>
 
+#include "backend.h"
 #include "bus.h"
 #include "util.h"
 
@@ -106,24 +108,8 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
                 v = field_value(&s->kernel, k);
         else if (strcmp(property, "Clients") == 0)
                 v = s->clients;
-        else if (strcmp(property, "PoolChunks") == 0)
-                v = s->pool_chunks;
-        else if (strcmp(property, "PoolBytes") == 0)
-                v = s->pool_bytes;
-        else if (strcmp(property, "PressureLevel") == 0)
-                v = s->pressure_level;
-        else if (strcmp(property, "HugetlbPages") == 0)
-                v = s->hugetlb.pages;
-        else if (strcmp(property, "HugetlbFaults") == 0)
-                v = s->hugetlb.faults;
-        else if (strcmp(property, "HugetlbPrefilled") == 0)
-                v = s->hugetlb.prefilled;
-        else if (strcmp(property, "HugetlbPoolAdded") == 0)
-                v = s->hugetlb.pool_added;
-        else if (strcmp(property, "HugetlbPoolBase") == 0)
-                v = s->hugetlb.pool_base;
-        else if (strcmp(property, "HugetlbBudget") == 0)
-                v = s->hugetlb.budget;
+        else if (snapshot_counter_index(s, property) >= 0)
+                v = s->backend[snapshot_counter_index(s, property)];
         r = sd_bus_message_append(reply, "t", v);
         snapshot_unref(s);
         return r;
@@ -211,12 +197,9 @@ static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, 
         for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(kernel_counters); i++)
                 r = sd_bus_message_append(reply, "{st}", kernel_counters[i].name,
                                           field_value(&c->kernel, &kernel_counters[i]));
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "{st}", "HugetlbPages", c->hugetlb_pages);
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "{st}", "HugetlbFaults", c->hugetlb_faults);
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "{st}", "HugetlbPrefilled", c->hugetlb_prefilled);
+        for (size_t i = 0; r >= 0 && i < s->n_counters; i++)
+                if (s->counters[i]->per_client)
+                        r = sd_bus_message_append(reply, "{st}", s->counters[i]->property, c->backend[i]);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
@@ -394,15 +377,6 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("PromotionLatencyP99Ns", manager_get_counter),
         COUNTER("RegionsHuge", manager_get_counter),
         COUNTER("ReservationsReleased", manager_get_counter),
-        COUNTER("PoolChunks", manager_get_counter),
-        COUNTER("PoolBytes", manager_get_counter),
-        COUNTER("PressureLevel", manager_get_counter),
-        COUNTER("HugetlbPages", manager_get_counter),
-        COUNTER("HugetlbFaults", manager_get_counter),
-        COUNTER("HugetlbPrefilled", manager_get_counter),
-        COUNTER("HugetlbPoolAdded", manager_get_counter),
-        COUNTER("HugetlbPoolBase", manager_get_counter),
-        COUNTER("HugetlbBudget", manager_get_counter),
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
@@ -475,12 +449,8 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
                 r = sd_bus_message_append(reply, "t", field_value(&c->s, k));
         else if (kk)
                 r = sd_bus_message_append(reply, "t", field_value(&c->kernel, kk));
-        else if (strcmp(property, "HugetlbPages") == 0)
-                r = sd_bus_message_append(reply, "t", c->hugetlb_pages);
-        else if (strcmp(property, "HugetlbFaults") == 0)
-                r = sd_bus_message_append(reply, "t", c->hugetlb_faults);
-        else if (strcmp(property, "HugetlbPrefilled") == 0)
-                r = sd_bus_message_append(reply, "t", c->hugetlb_prefilled);
+        else if (snapshot_counter_index(s, property) >= 0)
+                r = sd_bus_message_append(reply, "t", c->backend[snapshot_counter_index(s, property)]);
         else if (strcmp(property, "Pid") == 0)
                 r = sd_bus_message_append(reply, "u", (uint32_t)c->pid);
         else if (strcmp(property, "Uid") == 0)
@@ -554,9 +524,6 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("RegionsHuge"),
         CLIENT_COUNTER("ReservationsReleased"),
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
-        CLIENT_COUNTER("HugetlbPages"),
-        CLIENT_COUNTER("HugetlbFaults"),
-        CLIENT_COUNTER("HugetlbPrefilled"),
         CLIENT_COUNTER("KernelFaults"),
         CLIENT_COUNTER("KernelFaultLatencyP50Ns"),
         CLIENT_COUNTER("KernelFaultLatencyP99Ns"),
@@ -613,11 +580,59 @@ static int client_enumerate(sd_bus *bus, const char *path, void *userdata, char 
 
 /* ---- setup, signals, introspection ------------------------------------------ */
 
+/* ---- the backends' counters ------------------------------------------------------ */
+
+/*
+ * Each backend's counters (backend.h) become properties, "t", at the end of
+ * an interface's properties: on the Manager all of them, on each Client
+ * those counted per client. Built once; sd-bus keeps pointers into them.
+ */
+static sd_bus_vtable *manager_full, *client_full;
+static pthread_once_t vtables_once = PTHREAD_ONCE_INIT;
+
+static sd_bus_vtable *with_backend_counters(const sd_bus_vtable *v, bool per_client_only,
+                                            sd_bus_property_get_t get)
+{
+        const struct backend_counter *bc[BACKEND_COUNTERS_MAX];
+        size_t nbc = backend_counters(bc, BACKEND_COUNTERS_MAX), n = 0, k = 0;
+
+        while (v[n].type != _SD_BUS_VTABLE_END)
+                n++;
+        sd_bus_vtable *out = calloc(n + nbc + 1, sizeof(*out));
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n; i++)         /* the start and the properties */
+                if (i == 0 || v[i].type == _SD_BUS_VTABLE_PROPERTY)
+                        out[k++] = v[i];
+        for (size_t j = 0; j < nbc; j++)
+                if (!per_client_only || bc[j]->per_client)
+                        out[k++] = (sd_bus_vtable)SD_BUS_PROPERTY(bc[j]->property, "t", get, 0, 0);
+        for (size_t i = 1; i < n; i++)         /* methods and signals */
+                if (v[i].type != _SD_BUS_VTABLE_PROPERTY)
+                        out[k++] = v[i];
+        out[k] = v[n];
+        return out;
+}
+
+static void build_vtables(void)
+{
+        manager_full = with_backend_counters(manager_vtable, false, manager_get_counter);
+        client_full = with_backend_counters(client_vtable, true, client_get);
+}
+
+static int vtables(void)
+{
+        pthread_once(&vtables_once, build_vtables);
+        return manager_full && client_full ? 0 : -ENOMEM;
+}
+
 int bus_add_objects(sd_bus *bus, struct bus_thread *bt)
 {
-        int r = sd_bus_add_object_vtable(bus, NULL, BUS_PATH, BUS_MANAGER_IFACE, manager_vtable, bt);
+        int r = vtables();
         if (r >= 0)
-                r = sd_bus_add_fallback_vtable(bus, NULL, BUS_CLIENT_PATH, BUS_CLIENT_IFACE, client_vtable,
+                r = sd_bus_add_object_vtable(bus, NULL, BUS_PATH, BUS_MANAGER_IFACE, manager_full, bt);
+        if (r >= 0)
+                r = sd_bus_add_fallback_vtable(bus, NULL, BUS_CLIENT_PATH, BUS_CLIENT_IFACE, client_full,
                                                client_find, bt);
         if (r >= 0)
                 r = sd_bus_add_node_enumerator(bus, NULL, BUS_CLIENT_PATH, client_enumerate, bt);
@@ -639,8 +654,10 @@ int bus_introspect(FILE *f)
         fputs("<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"
               "\"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n"
               "<node>\n", f);
-        bus_introspect_interface(f, BUS_MANAGER_IFACE, manager_vtable);
-        bus_introspect_interface(f, BUS_CLIENT_IFACE, client_vtable);
+        if (vtables() < 0)
+                return -ENOMEM;
+        bus_introspect_interface(f, BUS_MANAGER_IFACE, manager_full);
+        bus_introspect_interface(f, BUS_CLIENT_IFACE, client_full);
         fputs("</node>\n", f);
         return fflush(f) == 0 ? 0 : -errno;
 }

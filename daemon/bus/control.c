@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "bus-thread.h"
+#include "client.h"
+#include "control.h"
+#include "heartbeat.h"
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
@@ -46,14 +49,6 @@ static void fail(struct bus_command *cmd, const char *name, const char *fmt, ...
         va_end(ap);
 }
 
-static struct client *client_by_pid(struct manager *m, pid_t pid)
-{
-        for (struct client *c = m->clients; c; c = c->next)
-                if (c->pid == pid && c->state == CLIENT_READY)
-                        return c;
-        return NULL;
-}
-
 static void run_set_policy(struct manager *m, struct bus_command *cmd)
 {
         struct client *c = client_by_pid(m, cmd->pid);
@@ -61,16 +56,18 @@ static void run_set_policy(struct manager *m, struct bus_command *cmd)
                 fail(cmd, BUS_ERROR_NO_SUCH_CLIENT, "No client with pid %d", (int)cmd->pid);
                 return;
         }
+        /* the top layer (policy.h): over the config and the client's own,
+         * but dense prediction only as far as the config allows */
         if (cmd->threshold)
-                c->threshold = cmd->threshold;
+                c->layers.admin.threshold = cmd->threshold;
         if (cmd->max_window)
-                c->max_window = cmd->max_window;
+                c->layers.admin.max_window = cmd->max_window;
         if (cmd->dense_predict >= 0)
-                c->dense_predict = cmd->dense_predict;
-        c->policy_explicit = true;
+                c->layers.admin.dense_predict = (int8_t)cmd->dense_predict;
+        client_policy_update(c);
         log_info("client %d (%s): policy set over D-Bus by uid %u: threshold %u, fault window %u, "
-                 "dense prediction %s", c->pid, c->comm, (unsigned)cmd->euid, c->threshold, c->max_window,
-                 c->dense_predict ? "on" : "off");
+                 "dense prediction %s", c->pid, c->comm, (unsigned)cmd->euid, c->policy.threshold,
+                 c->policy.max_window, c->policy.dense_predict ? "on" : "off");
 }
 
 static void run_reload(struct manager *m, struct bus_command *cmd)

@@ -22,6 +22,7 @@
 
 #include "compat.h"
 #include "log.h"
+#include "access.h"
 #include "manager.h"
 #include "util.h"
 

@@ -21,9 +21,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access.h"
+#include "backend.h"
+#include "client.h"
 #include "compat.h"
+#include "control.h"
+#include "fault.h"
 #include "log.h"
 #include "manager.h"
+#include "promote.h"
 #include "proto.h"
 #include "trace.h"
 #include "util.h"
@@ -35,6 +41,41 @@ struct client *client_by_id(struct manager *m, uint64_t id)
         for (struct client *c = m->clients; c; c = c->next)
                 if (c->id == id)
                         return c;
+        return NULL;
+}
+
+struct client *client_by_pid(struct manager *m, pid_t pid)
+{
+        for (struct client *c = m->clients; c; c = c->next)
+                if (c->pid == pid && c->state == CLIENT_READY)
+                        return c;
+        return NULL;
+}
+
+struct client_fds *client_fds_new(int pidfd)
+{
+        struct client_fds *f = calloc(1, sizeof(*f));
+        if (f)
+                *f = (struct client_fds){ .refs = 1, .pidfd = pidfd, .uffd = -1 };
+        return f;
+}
+
+struct client_fds *client_fds_ref(struct client_fds *f)
+{
+        if (f)
+                __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+        return f;
+}
+
+struct client_fds *client_fds_unref(struct client_fds *f)
+{
+        if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+                /* Last reference to the uffd: the kernel unregisters every
+                 * range and blocked faults proceed as ordinary faults. */
+                safe_close(f->uffd);
+                safe_close(f->pidfd);
+                free(f);
+        }
         return NULL;
 }
 
@@ -97,20 +138,23 @@ static void client_free(struct client *c)
         if (c->next)
                 c->next->prev = c->prev;
         m->nclients--;
+        counters_add(&m->retired, &c->c);      /* the totals keep what it did */
+        backends_client_gone(m, c);             /* e.g. its hugetlb pages go back to the pool */
         /* Closing the last reference to the uffd unregisters every range:
          * blocked faults retry as ordinary kernel faults. */
-        if (c->fds)
-                client_fds_unref(c->fds);
-        else {
-                safe_close(c->uffd);
-                safe_close(c->pidfd);
-        }
+        client_fds_unref(c->fds);
         safe_close(c->sock);
         safe_close(c->maps_fd);
         range_set_deinit(&c->ranges);
         region_table_deinit(&c->regions);
         free(c);
-        hugetlb_client_gone(m);         /* its hugetlb pages go back to the pool */
+}
+
+void client_totals(struct manager *m, struct counters *ret)
+{
+        *ret = m->retired;
+        for (struct client *c = m->clients; c; c = c->next)
+                counters_add(ret, &c->c);
 }
 
 void client_free_all(struct manager *m)
@@ -135,7 +179,7 @@ void client_stats(struct client *c, struct hp_stats *s)
         s->promotions_failed = c->c.promotions_failed;
         s->reservations_released = c->c.reservations_released;
         s->ranges = c->ranges.n;
-        s->threshold = c->threshold;
+        s->threshold = c->policy.threshold;
         for (size_t i = 0; i < c->regions.cap; i++) {
                 struct region *r = c->regions.slots[i];
                 if (!r)
@@ -160,13 +204,12 @@ void client_disconnect(struct client *c, const char *why)
         if (c->state == CLIENT_DEAD)
                 return;
         if (c->state == CLIENT_READY) {
-                if (c->hugetlb.used)
-                        hugetlb_client_leaving(c);
+                backends_client_leaving(c);
                 control_client_event(c, false);
                 client_stats(c, &s);
                 /* with tracing on: the latency the program saw, collapse and split counts */
                 struct trace_stats ts;
-                char tr[384] = "";
+                char tr[512] = "";
                 if (trace_read(c->m->trace, c->pid, &ts) == 0)
                         snprintf(tr, sizeof(tr), " bpf_faults=%" PRIu64 " bpf_fault_p50_ns=%" PRIu64
                                  " bpf_fault_p99_ns=%" PRIu64 " bpf_collapse_ok=%" PRIu64
@@ -175,10 +218,15 @@ void client_disconnect(struct client *c, const char *why)
                                  ts.faults, ts.fault_p50_ns, ts.fault_p99_ns, ts.collapse_ok,
                                  ts.collapse_mapped, ts.collapse_failed, ts.khugepaged_ok, ts.thp_splits);
                 trace_remove_pid(c->m->trace, c->pid);
-                if (c->hugetlb.used) {
+                /* the backends' own counters that are not 0 */
+                const struct backend_counter *bc[BACKEND_COUNTERS_MAX];
+                uint64_t bv[BACKEND_COUNTERS_MAX];
+                size_t nbc = backend_counters(bc, BACKEND_COUNTERS_MAX);
+                backends_read_counters(c->m, c, bv);
+                for (size_t i = 0; i < nbc; i++) {
                         size_t l = strlen(tr);
-                        snprintf(tr + l, sizeof(tr) - l, " hugetlb_faults=%" PRIu64 " hugetlb_prefilled=%" PRIu64,
-                                 c->hugetlb.faults, c->hugetlb.prefilled);
+                        if (bc[i]->per_client && bv[i])
+                                snprintf(tr + l, sizeof(tr) - l, " %s=%" PRIu64, bc[i]->key, bv[i]);
                 }
                 log_info("client %d (%s) gone (%s): faults_served=%" PRIu64 " pages_populated=%" PRIu64
                          " promotions=%" PRIu64 " promotions_failed=%" PRIu64 " regions_huge=%" PRIu64
@@ -193,10 +241,7 @@ void client_disconnect(struct client *c, const char *why)
         limits_forget(c);
         if (c->fds)
                 __atomic_store_n(&c->fds->gone, 1, __ATOMIC_RELEASE);
-        promote_forget_client(c->m->pq, c->id);
-        /* Release the registrations now: the process must not wait for us. */
-        if (c->uffd >= 0 && !c->w_uffd.loop)
-                c->uffd = safe_close(c->uffd);
+        promote_forget_client(c->m, c->id);
         c->watches_live = 1;    /* guard while stopping */
         if (c->w_sock.loop) {
                 c->watches_live++;
@@ -263,21 +308,28 @@ static int handle_hello(struct client *c, const struct hp_hello *msg)
         struct manager *m = c->m;
         struct hp_hello_reply rep = { 0 };
         char why[160] = "";
-        int r;
+        int pidfd = -1, r;
 
-        r = access_check_peer(m, c->sock, &c->pid, &c->uid, &c->gid, &c->pidfd, why, sizeof(why));
+        r = access_check_peer(m, c->sock, &c->pid, &c->uid, &c->gid, &pidfd, why, sizeof(why));
         if (r == -EACCES) {
                 log_notice("refused pid %d: %s", c->pid, why);
                 send_error(c, &msg->hdr, -EACCES, "%s", why);
+                safe_close(pidfd);
                 return r;
         }
         if (r < 0) {
                 send_error(c, &msg->hdr, r, "cannot identify peer: %s", strerror(-r));
+                safe_close(pidfd);
                 return r;
+        }
+        c->fds = client_fds_new(pidfd);
+        if (!c->fds) {
+                safe_close(pidfd);
+                return -ENOMEM;
         }
         read_comm(c);
         read_exe(c);
-        manager_client_policy(m, c);    /* [Program:NAME] of hugepaged.conf */
+        client_policy_update(c);        /* [Program:NAME] of hugepaged.conf */
         hp_header_init(&rep.hdr, HP_MSG_HELLO_REPLY, sizeof(rep), msg->hdr.seq, 0);
         rep.version = HP_VERSION;
         r = client_send(c, &rep, sizeof(rep), m->uffd_dev);
@@ -316,7 +368,7 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
                 return r;
         }
         char why[160] = "";
-        r = access_check_uffd(c->pidfd, c->pid, fd, why, sizeof(why));
+        r = access_check_uffd(c->fds->pidfd, c->pid, fd, why, sizeof(why));
         if (r < 0) {
                 if (r == -EPERM)
                         log_notice("refused pid %d: %s", c->pid, why);
@@ -329,22 +381,16 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
                 safe_close(fd);
                 return r;
         }
-        c->fds = calloc(1, sizeof(*c->fds));
-        if (!c->fds) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
-        *c->fds = (struct client_fds){ .refs = 1, .pidfd = c->pidfd, .uffd = fd };
-        c->uffd = fd;
+        c->fds->uffd = fd;
         r = watch_start(&m->loop, &c->w_uffd, fd, on_uffd, c);
         if (r < 0)
                 return r;
         c->maps_fd = -1;
         snprintf(path, sizeof(path), "/proc/%d/maps", (int)c->pid);
         c->maps_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (access_pidfd_alive(c->pidfd) < 0)
+        if (access_pidfd_alive(c->fds->pidfd) < 0)
                 return -ESRCH;  /* the maps opened may be of a process that reused the pid */
-        if (watch_start(&m->loop, &c->w_pidfd, c->pidfd, on_pidfd, c) < 0)
+        if (watch_start(&m->loop, &c->w_pidfd, c->fds->pidfd, on_pidfd, c) < 0)
                 return -ENOMEM;
         limits_handshake_end(c);
         c->state = CLIENT_READY;
@@ -371,28 +417,24 @@ static void handle_register(struct client *c, const struct hp_range_req *req)
                 send_error(c, &req->hdr, -ENOSPC, "at most %u ranges per client", m->cfg.max_ranges);
                 return;
         }
-        if (req->backend == HP_RANGE_HUGETLB) {
-                hugetlb_register(c, req);
+        const struct backend *b = backend_of(req->backend);
+        if (!b || !b->register_range) {
+                send_error(c, &req->hdr, -EOPNOTSUPP, "backend %u is not served", req->backend);
                 return;
         }
         uint64_t start = req->addr, end = req->addr + req->length;
-        r = vma_check_anon(c->maps_fd, c->pid, start, end, why, sizeof(why));
+        r = b->register_range(c, req, why, sizeof(why));
         if (r < 0) {
                 send_error(c, &req->hdr, r, "%s", why[0] ? why : strerror(-r));
                 return;
         }
-        struct range rg = { .start = start, .end = end, .threshold = req->threshold, .backend = req->backend };
-        r = client_register_range(c, &rg, why, sizeof(why));
-        if (r < 0) {
-                send_error(c, &req->hdr, r, "%s", why);
-                return;
-        }
-        log_debug("client %d: registered %#" PRIx64 "-%#" PRIx64 " (%" PRIu64 " KiB)", c->pid, start, end,
-                  req->length >> 10);
+        log_debug("client %d: registered %s %#" PRIx64 "-%#" PRIx64 " (%" PRIu64 " KiB)", c->pid, b->name, start,
+                  end, req->length >> 10);
         send_reply(c, &req->hdr, 0);
 }
 
-int client_register_range(struct client *c, const struct range *rg, char *why, size_t whylen)
+int client_register_range(struct client *c, const struct range *rg, uint64_t mode, uint64_t ioctls, char *why,
+                          size_t whylen)
 {
         uint64_t len = rg->end - rg->start;
         int r;
@@ -402,22 +444,23 @@ int client_register_range(struct client *c, const struct range *rg, char *why, s
         fault_drop_span(c, rg->start, rg->end);
         struct uffdio_register reg = {
                 .range = { .start = rg->start, .len = len },
-                .mode = UFFDIO_REGISTER_MODE_MISSING,
+                .mode = mode,
         };
-        if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
+        if (ioctl(c->fds->uffd, UFFDIO_REGISTER, &reg) < 0) {
                 r = -errno;
                 snprintf(why, whylen, "UFFDIO_REGISTER %#" PRIx64 "+%#" PRIx64 ": %s", rg->start, len,
                          strerror(errno));
                 return r;
         }
-        if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
-                (void)region_unregister(c, rg->start, len);
-                snprintf(why, whylen, "UFFDIO_COPY not available on this range");
+        if ((reg.ioctls & ioctls) != ioctls) {
+                (void)uffd_unregister(c, rg->start, len);
+                snprintf(why, whylen, "the kernel does not offer the ioctls this memory needs (%#" PRIx64 " of %#"
+                         PRIx64 ")", (uint64_t)reg.ioctls, ioctls);
                 return -EOPNOTSUPP;
         }
         r = range_add(&c->ranges, rg);
         if (r < 0) {
-                (void)region_unregister(c, rg->start, len);
+                (void)uffd_unregister(c, rg->start, len);
                 snprintf(why, whylen, "cannot record range: %s", strerror(-r));
                 return r;
         }
@@ -432,7 +475,7 @@ static void handle_unregister(struct client *c, const struct hp_range_req *req)
                 send_error(c, &req->hdr, -ENOENT, "%#" PRIx64 "-%#" PRIx64 " is not registered", start, end);
                 return;
         }
-        r = region_unregister(c, start, req->length);
+        r = uffd_unregister(c, start, req->length);
         if (r < 0 && r != -ENOENT) {
                 send_error(c, &req->hdr, r, "UFFDIO_UNREGISTER: %s", strerror(-r));
                 return;
@@ -457,6 +500,20 @@ static bool span_promoting(struct client *c, uint64_t start, uint64_t end)
         region_foreach_in(&c->regions, start >> REGION_SHIFT, (end + HP_REGION_SIZE - 1) >> REGION_SHIFT,
                           find_promoting, &p);
         return p.found;
+}
+
+void client_policy_update(struct client *c)
+{
+        const struct config *cfg = &c->m->cfg;
+        const struct config_program *p = c->exe[0] ? config_find_program(cfg, c->exe) : NULL;
+        struct policy defaults = { .threshold = cfg->threshold, .max_window = cfg->max_window,
+                                   .dense_predict = cfg->dense_predict };
+
+        c->layers.program = POLICY_LAYER_UNSET;
+        if (p)
+                c->layers.program = (struct policy_layer){ .threshold = p->threshold, .max_window = p->max_window,
+                                                           .dense_predict = (int8_t)p->dense_predict };
+        c->policy = policy_resolve(&defaults, &c->layers);
 }
 
 void client_syncs_check(struct client *c)
@@ -547,14 +604,13 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
         case HP_MSG_SYNC:
                 handle_sync(c, buf);
                 break;
-        case HP_MSG_HUGETLB_RESERVE:
-                hugetlb_reserve(c, buf);
-                break;
         case HP_MSG_SET_POLICY: {
+                /* the client's own layer (policy.h): what it sets, over the
+                 * config and [Program:NAME], under D-Bus SetPolicy */
                 const struct hp_policy *p = buf;
-                c->threshold = p->threshold;
-                c->dense_predict = c->m->cfg.dense_predict && !(p->flags & HP_POLICY_NO_DENSE_PREDICT);
-                c->policy_explicit = true;      /* a reload keeps it */
+                c->layers.client.threshold = p->threshold;
+                c->layers.client.dense_predict = (p->flags & HP_POLICY_NO_DENSE_PREDICT) ? 0 : -1;
+                client_policy_update(c);
                 send_reply(c, h, 0);
                 break;
         }
@@ -565,8 +621,13 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                 (void)client_send(c, &rep, sizeof(rep), -1);
                 break;
         }
-        default:
-                send_error(c, h, -EPROTO, "message type %u is not a request", type);
+        default: {
+                const struct backend *b = backend_for_request((uint32_t)type);
+                if (b)
+                        b->request(c, buf);     /* a request of one kind of memory: it answers */
+                else
+                        send_error(c, h, -EPROTO, "message type %u is not a request", type);
+        }
         }
 }
 
@@ -631,8 +692,9 @@ void client_accept(struct manager *m)
                 c->id = ++m->next_client_id;
                 c->sock = fd;
                 c->uid = cred.uid;
-                c->pidfd = c->uffd = c->maps_fd = -1;
-                manager_client_policy(m, c);
+                c->maps_fd = -1;
+                c->layers = (struct policy_layers){ POLICY_LAYER_UNSET, POLICY_LAYER_UNSET, POLICY_LAYER_UNSET };
+                client_policy_update(c);
                 c->state = CLIENT_HELLO;
                 c->next = m->clients;
                 if (m->clients)

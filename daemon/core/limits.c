@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "client.h"
 #include "manager.h"
 #include "util.h"
 

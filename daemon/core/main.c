@@ -22,13 +22,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "bus-thread.h"
+#include "client.h"
 #include "compat.h"
+#include "control.h"
+#include "heartbeat.h"
 #include "hugepaged.h"
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
 #include "privs.h"
+#include "promote.h"
 #include "trace.h"
 #include "util.h"
 #if HAVE_SDBUS
@@ -260,11 +265,6 @@ static void on_control(struct watch *w, int revents)
         control_run(w->data);
 }
 
-static void on_done(struct watch *w, int revents)
-{
-        promote_drain_done(w->data);
-}
-
 static void on_signal(struct watch *w, int revents)
 {
         struct manager *m = w->data;
@@ -364,12 +364,11 @@ int main(int argc, char **argv)
          * on inherit it (on Linux, nice is per thread). */
         if (setpriority(PRIO_PROCESS, 0, m.cfg.nice) < 0)
                 log_warning_errno(errno, "cannot set nice %d: %m", m.cfg.nice);
-        r = promote_queue_new(&m, m.cfg.workers, &m.pq);
+        r = promote_start(&m, m.cfg.workers);
         if (r < 0)
                 return log_error_errno(r, "cannot start promotion workers: %m"), 1;
         if (watch_start(&m.loop, &m.w_listen, m.listen_fd, on_listen, &m) < 0 ||
-            watch_start(&m.loop, &m.w_signal, m.signal_fd, on_signal, &m) < 0 ||
-            watch_start(&m.loop, &m.w_done, promote_queue_fd(m.pq), on_done, &m) < 0)
+            watch_start(&m.loop, &m.w_signal, m.signal_fd, on_signal, &m) < 0)
                 return log_error("cannot start the event loop"), 1;
 
         /* D-Bus runs in its own thread; this thread only hands it snapshots
@@ -383,7 +382,7 @@ int main(int argc, char **argv)
         }
         if (heartbeat_start(&m) < 0 || limits_start(&m) < 0)
                 return 1;
-        if (hugetlb_start(&m) < 0)
+        if (backends_start(&m) < 0)
                 return 1;
 
         log_info("listening on %s%s (threshold %u, dense prediction %s, %u worker%s)", m.cfg.socket_path,
@@ -398,10 +397,10 @@ int main(int argc, char **argv)
         bus_thread_stop(m.bus);
         if (!m.socket_activated)
                 unlink(m.cfg.socket_path);
-        promote_queue_free(m.pq);
+        promote_stop(&m);
         m.trace = trace_stop(m.trace);
         loop_deinit(&m.loop);
-        hugetlb_stop(&m);       /* puts back what it added to the hugetlb pool */
+        backends_stop(&m);      /* e.g. puts back what it added to the hugetlb pool */
         client_free_all(&m);
         heartbeat_stop(&m);
         limits_stop(&m);

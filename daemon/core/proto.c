@@ -83,11 +83,13 @@ int proto_check_request(const void *buf, size_t len, char *why, size_t whylen)
                 r = check_range(&m, m.threshold, why, whylen);
                 if (r < 0)
                         return r;
-                if (m.backend != HP_RANGE_ANON && m.backend != HP_RANGE_HUGETLB)
-                        return fail(why, whylen, -EOPNOTSUPP, "backend %" PRIu32 " is not supported", m.backend);
-                if (m.backend == HP_RANGE_HUGETLB && hp_hugetlb_range_check(m.addr, m.length, m.threshold) < 0)
-                        return fail(why, whylen, -EINVAL, "hugetlb range %#" PRIx64 "+%#" PRIx64 " threshold %" PRIu32
-                                    ": not whole 2 MiB pages, or a threshold set", m.addr, m.length, m.threshold);
+                r = hp_range_kind_check(m.backend, m.addr, m.length, m.threshold);
+                if (r == -EOPNOTSUPP)
+                        return fail(why, whylen, r, "backend %" PRIu32 " is not supported", m.backend);
+                if (r < 0)
+                        return fail(why, whylen, r, "range %#" PRIx64 "+%#" PRIx64 " threshold %" PRIu32
+                                    " does not fit backend %" PRIu32 " (hugetlb: whole 2 MiB pages, no threshold)",
+                                    m.addr, m.length, m.threshold, m.backend);
                 return type;
         }
         case HP_MSG_HUGETLB_RESERVE: {

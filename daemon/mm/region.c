@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * region.c: reservation records and their table; window growth and the
- * promotion decisions. Pure functions only (see region.h).
+ * region.c: reservation records and their table, and window growth. Pure
+ * functions only (see region.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -195,56 +195,4 @@ unsigned region_window(struct region *r, unsigned page, unsigned limit, unsigned
         r->window = (uint16_t)n;
         r->next_page = (uint16_t)(page + n);
         return n;
-}
-
-static bool promoted(const struct region *r)
-{
-        return r && r->state != REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE);
-}
-
-enum promote_action region_first_fault_action(const struct region *prev2, const struct region *prev,
-                                              const struct region *next, unsigned page, bool dense_predict)
-{
-        if (!dense_predict)
-                return PROMOTE_NONE;
-        /* A sequential stream continuing into this region: it must have gone
-         * through two promoted regions. One is not enough: memory that
-         * interleaves dense and sparse regions would promote the sparse
-         * region after each dense one, and then the next after it. */
-        if (promoted(prev) && promoted(prev2) && page < 16)
-                return PROMOTE_NATIVE;
-        /* Surrounded by promoted regions: dense memory, fill the gap. */
-        if (promoted(prev) && promoted(next))
-                return PROMOTE_NATIVE;
-        return PROMOTE_NONE;
-}
-
-unsigned region_native_ahead(const struct region_table *t, uint64_t idx, uint64_t first_idx, uint64_t end_idx,
-                             unsigned max)
-{
-        unsigned behind = 0, ahead = 0;
-
-        while (behind < max && idx >= first_idx + behind + 1 &&
-               promoted(region_lookup(t, idx - behind - 1)))
-                behind++;
-        while (ahead < behind && idx + ahead + 1 < end_idx &&
-               !region_lookup(t, idx + ahead + 1))
-                ahead++;
-        return ahead;
-}
-
-bool region_should_promote(const struct region *r, unsigned threshold, bool whole_region)
-{
-        return whole_region && r->state == REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE) &&
-               r->populated >= threshold;
-}
-
-const char *region_state_name(int state)
-{
-        switch (state) {
-        case REGION_RESERVED:  return "reserved";
-        case REGION_PROMOTING: return "promoting";
-        case REGION_HUGE:      return "huge";
-        default:               return "unknown";
-        }
 }

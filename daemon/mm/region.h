@@ -4,7 +4,8 @@
  * reservation) and the per-client table that finds them by address.
  *
  * Pure logic: no system calls, no logging, so it is unit-tested with
- * fabricated input (tests/test-region.c). Records have stable addresses (the
+ * fabricated input (tests/unit/test-region.c). The decisions taken on
+ * these records are in policy.h. Records have stable addresses (the
  * table holds pointers), 88 bytes each (< 0.01% of the 2 MiB they describe).
  */
 #ifndef HP_REGION_H
@@ -27,9 +28,8 @@ enum region_state {
 
 enum {
         REGION_F_NO_PROMOTE = 1 << 0, /* promotion failed: stay at 4 KiB */
-        REGION_F_NATIVE = 1 << 1,     /* promoted by a native THP fault (dense path) */
-        REGION_F_GONE = 1 << 2,       /* unmapped or replaced while a worker had it */
-        REGION_F_AHEAD = 1 << 3,      /* native, ahead of a sequential stream: maybe never touched */
+        REGION_F_GONE = 1 << 1,       /* unmapped or replaced while a worker had it */
+        REGION_F_AHEAD = 1 << 2,      /* native, ahead of a sequential stream: maybe never touched */
 };
 
 struct region {
@@ -77,35 +77,5 @@ void region_fill(struct region *r);
  * Updates the sequential-detection state. Returns >= 1.
  */
 unsigned region_window(struct region *r, unsigned page, unsigned limit, unsigned max_window);
-
-enum promote_action {
-        PROMOTE_NONE,
-        PROMOTE_COLLAPSE,       /* unregister, MADV_COLLAPSE, register again */
-        PROMOTE_NATIVE,         /* unregister + wake: the kernel installs a THP */
-};
-
-/*
- * Decide, at the first fault in a region, whether to promote at once.
- * prev2/prev/next: the records of the regions two before, one before and one
- * after, in the same range (NULL if none).
- */
-enum promote_action region_first_fault_action(const struct region *prev2, const struct region *prev,
-                                              const struct region *next, unsigned page, bool dense_predict);
-
-/* After serving: should this region be promoted now? */
-bool region_should_promote(const struct region *r, unsigned threshold, bool whole_region);
-
-/*
- * How many regions after `idx` to hand to the kernel along with it when a
- * sequential stream reaches `idx`: as many as the stream has gone through
- * promoted regions just before it (up to `max`), stopping at the first
- * region that has a record or reaches `end_idx` (exclusive: the first region
- * index past the range). Like readahead: a stream that went through 8
- * regions will likely go through 8 more.
- */
-unsigned region_native_ahead(const struct region_table *t, uint64_t idx, uint64_t first_idx, uint64_t end_idx,
-                             unsigned max);
-
-const char *region_state_name(int state);
 
 #endif

@@ -164,7 +164,6 @@ struct config_item {
         config_parser parse;
         size_t offset;
         uint64_t lo, hi;        /* for numbers */
-        bool reserved;          /* parsed and validated; not yet used by the daemon */
 };
 
 static int why_set(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -292,19 +291,6 @@ static int parse_log_level(const struct config_item *it, const char *v, void *ds
         return 0;
 }
 
-static int parse_pool_backend(const struct config_item *it, const char *v, void *dst, char *why)
-{
-        static const char *const names[] = {
-                [CONFIG_POOL_THP] = "thp", [CONFIG_POOL_HUGETLB] = "hugetlb", [CONFIG_POOL_SHMEM] = "shmem",
-        };
-        for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-                if (strcasecmp(v, names[i]) == 0) {
-                        *(int *)dst = (int)i;
-                        return 0;
-                }
-        return why_set(why, "'%s' is not one of thp, hugetlb, shmem", v);
-}
-
 /* Names are checked for shape only; reload.c resolves them. */
 static bool valid_account_name(const char *s, size_t n)
 {
@@ -361,16 +347,12 @@ static const struct config_item items[] = {
         ITEM("Policy", "DensePrediction", parse_bool, C(dense_predict)),
         ITEM("Policy", "FaultWindow", parse_pages, C(max_window)),
         ITEM("Pool", "HugetlbMaxSize", parse_size_or_percent, C(hugetlb_max)),
-        ITEM("Pool", "Enabled", parse_bool, C(pool_enabled), .reserved = true),
-        ITEM("Pool", "Backend", parse_pool_backend, C(pool_backend), .reserved = true),
-        ITEM("Pool", "MaxSize", parse_size_or_percent, C(pool_max), .reserved = true),
         ITEM("Budgets", "MaxClients", parse_uint, C(max_clients), .lo = 1, .hi = 1u << 20),
         ITEM("Budgets", "MaxRangesPerClient", parse_uint, C(max_ranges), .lo = 1, .hi = 1u << 24),
         ITEM("Budgets", "MaxConnectionsPerUser", parse_uint, C(max_connections_per_user), .lo = 1, .hi = 1u << 20),
         ITEM("Budgets", "HandshakeTimeoutSec", parse_uint, C(handshake_timeout_sec), .lo = 1, .hi = 3600),
         ITEM("Budgets", "MaxRequestsPerSecond", parse_uint, C(max_request_rate), .lo = 0, .hi = 1000000),
         ITEM("Budgets", "MaxHugePerClient", parse_size_or_percent, C(huge_per_client)),
-        ITEM("Budgets", "MaxReservedPerClient", parse_size_or_percent, C(reserved_per_client), .reserved = true),
 };
 #undef C
 
@@ -395,7 +377,6 @@ int config_init(struct config *c)
                 .min_size = 0,
                 .dense_predict = true,
                 .max_window = 64,
-                .pool_backend = CONFIG_POOL_THP,
                 .hugetlb_max = { .percent = 25 },
                 .max_clients = 4096,
                 .max_ranges = 65536,
@@ -624,8 +605,6 @@ static int on_value(void *user, const char *section, const char *key, const char
                 }
                 if (r < 0)
                         report(s, LOG_ERR, it->key, "%s", why);
-                else if (it->reserved)
-                        report(s, LOG_NOTICE, it->key, "accepted, but not used by this version");
                 return 1;
         }
         report(s, LOG_WARNING, key, "unknown key in [%s], ignored", section);

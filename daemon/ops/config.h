@@ -52,10 +52,6 @@ struct config {
 
         /* [Pool] HugetlbMaxSize=: 2 MiB pages the daemon may add to vm.nr_hugepages */
         struct config_size hugetlb_max;
-        /* [Pool]: reserved, parsed and validated, not yet used */
-        bool pool_enabled;
-        int pool_backend;       /* enum config_pool_backend */
-        struct config_size pool_max;
 
         /* [Budgets] */
         unsigned max_clients;
@@ -64,16 +60,9 @@ struct config {
         unsigned handshake_timeout_sec;
         unsigned max_request_rate;      /* per client and second; 0: no limit */
         struct config_size huge_per_client;     /* hugetlb pages a client may be charged; 0: no limit */
-        struct config_size reserved_per_client; /* reserved */
 
         struct config_program *programs;
         size_t n_programs;
-};
-
-enum config_pool_backend {
-        CONFIG_POOL_THP,
-        CONFIG_POOL_HUGETLB,
-        CONFIG_POOL_SHMEM,
 };
 
 /*

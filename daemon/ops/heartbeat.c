@@ -12,10 +12,14 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "bus-thread.h"
+#include "client.h"
+#include "heartbeat.h"
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
+#include "snapshot.h"
 #include "util.h"
 
 #define TICK_NS (200ull * 1000000ull)
@@ -32,8 +36,13 @@ void heartbeat_publish(struct manager *m)
 
 static void status(struct manager *m)
 {
+        uint64_t faults = m->retired.faults_served, promotions = m->retired.promotions;
+        for (struct client *c = m->clients; c; c = c->next) {
+                faults += c->c.faults_served;
+                promotions += c->c.promotions;
+        }
         notify_status("%u client%s, %" PRIu64 " faults served, %" PRIu64 " promotions", m->nclients,
-                      m->nclients == 1 ? "" : "s", m->c.faults_served, m->c.promotions);
+                      m->nclients == 1 ? "" : "s", faults, promotions);
 }
 
 static void on_tick(struct watch *w, int revents)
@@ -44,7 +53,7 @@ static void on_tick(struct watch *w, int revents)
         if (read(m->heartbeat_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "heartbeat timer: %m");
         heartbeat_publish(m);
-        hugetlb_tick(m);
+        backends_tick(m);
         if (m->watchdog_usec && now - m->last_watchdog_ns >= m->watchdog_usec * 1000 / 2) {
                 notify_watchdog();
                 m->last_watchdog_ns = now;

@@ -3,8 +3,8 @@
  * reload.c: turns hugepaged.conf into the running daemon's settings, at
  * start, on SIGHUP and on the D-Bus Reload method. A file with any error
  * changes nothing: the old settings stay and serving goes on. Clients stay
- * connected across a reload; those that never chose a policy (the client
- * itself or SetPolicy) take the new defaults and [Program:NAME] overrides.
+ * connected across a reload and take the new defaults and [Program:NAME]
+ * overrides for what neither they nor SetPolicy set (policy.h).
  * Runs on the main thread.
  */
 #include <ctype.h>
@@ -16,6 +16,8 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "client.h"
+#include "heartbeat.h"
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
@@ -107,23 +109,6 @@ static int resolve(char **names, bool groups, struct id_list *ret)
         return 0;
 }
 
-void manager_client_policy(struct manager *m, struct client *c)
-{
-        const struct config_program *p = config_find_program(&m->cfg, c->exe);
-
-        c->threshold = m->cfg.threshold;
-        c->max_window = m->cfg.max_window;
-        c->dense_predict = m->cfg.dense_predict;
-        if (!p)
-                return;
-        if (p->threshold)
-                c->threshold = p->threshold;
-        if (p->max_window)
-                c->max_window = p->max_window;
-        if (p->dense_predict >= 0)
-                c->dense_predict = p->dense_predict;
-}
-
 int manager_apply_config(struct manager *m, struct config *cfg, bool startup)
 {
         int r;
@@ -157,15 +142,17 @@ int manager_apply_config(struct manager *m, struct config *cfg, bool startup)
         m->cfg = *cfg;
         *cfg = (struct config){ 0 };
 
+        /* Every client's policy again from its layers (policy.h): what the
+         * client or SetPolicy set stays, the rest follows the new file. */
         unsigned updated = 0;
         for (struct client *c = m->clients; c; c = c->next)
-                if (!c->policy_explicit && c->state != CLIENT_DEAD) {
-                        manager_client_policy(m, c);
-                        updated++;
+                if (c->state != CLIENT_DEAD) {
+                        client_policy_update(c);
+                        updated += !policy_explicit(&c->layers);
                 }
         if (!startup)
                 log_info("configuration reloaded from %s: threshold %u, fault window %u, dense prediction %s; "
-                         "%u client%s took the new policy",
+                         "%u client%s without a policy of its own took it",
                          m->config_loaded ? m->config_path : "built-in defaults", m->cfg.threshold,
                          m->cfg.max_window, m->cfg.dense_predict ? "on" : "off", updated, updated == 1 ? "" : "s");
         return 0;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "client.h"
 #include "manager.h"
 #include "snapshot.h"
 #include "trace.h"
@@ -82,13 +84,11 @@ struct snapshot *snapshot_take(struct manager *m)
                 memcpy(e->comm, c->comm, sizeof(e->comm));
                 memcpy(e->exe, c->exe, sizeof(e->exe));
                 client_stats(c, &e->s);
-                e->max_window = c->max_window;
-                e->dense_predict = c->dense_predict;
-                e->policy_explicit = c->policy_explicit;
+                e->max_window = c->policy.max_window;
+                e->dense_predict = c->policy.dense_predict;
+                e->policy_explicit = policy_explicit(&c->layers);
                 kernel_read(m->trace, c->pid, &e->kernel);
-                e->hugetlb_pages = hugetlb_client_pages(c);
-                e->hugetlb_faults = c->hugetlb.faults;
-                e->hugetlb_prefilled = c->hugetlb.prefilled;
+                backends_read_counters(m, c, e->backend);
                 if (c->ranges.n) {
                         e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
                         if (!e->ranges)
@@ -111,16 +111,22 @@ struct snapshot *snapshot_take(struct manager *m)
         s->clients = s->n;
         s->tracing = m->trace != NULL;
         kernel_read(m->trace, 0, &s->kernel);
-        hugetlb_stats(m, &s->hugetlb);
-        s->total.faults_served = m->c.faults_served;
-        s->total.pages_populated = m->c.pages_populated;
-        s->total.promotions = m->c.promotions;
-        s->total.promotions_failed = m->c.promotions_failed;
-        s->total.reservations_released = m->c.reservations_released;
-        s->total.fault_latency_p50_ns = histogram_quantile(&m->c.fault_latency_ns, 0.50);
-        s->total.fault_latency_p99_ns = histogram_quantile(&m->c.fault_latency_ns, 0.99);
-        s->total.promotion_latency_p50_ns = histogram_quantile(&m->c.promotion_latency_ns, 0.50);
-        s->total.promotion_latency_p99_ns = histogram_quantile(&m->c.promotion_latency_ns, 0.99);
+        s->n_counters = backend_counters(s->counters, BACKEND_COUNTERS_MAX);
+        backends_read_counters(m, NULL, s->backend);
+        struct counters *t = malloc(sizeof(*t));        /* ~4 KiB of histograms: not on the stack */
+        if (!t)
+                return snapshot_unref(s);
+        client_totals(m, t);
+        s->total.faults_served = t->faults_served;
+        s->total.pages_populated = t->pages_populated;
+        s->total.promotions = t->promotions;
+        s->total.promotions_failed = t->promotions_failed;
+        s->total.reservations_released = t->reservations_released;
+        s->total.fault_latency_p50_ns = histogram_quantile(&t->fault_latency_ns, 0.50);
+        s->total.fault_latency_p99_ns = histogram_quantile(&t->fault_latency_ns, 0.99);
+        s->total.promotion_latency_p50_ns = histogram_quantile(&t->promotion_latency_ns, 0.50);
+        s->total.promotion_latency_p99_ns = histogram_quantile(&t->promotion_latency_ns, 0.99);
+        free(t);
         s->total.threshold = m->cfg.threshold;
         s->threshold = m->cfg.threshold;
         s->max_window = m->cfg.max_window;
@@ -145,6 +151,14 @@ struct snapshot *snapshot_unref(struct snapshot *s)
         free(s->v);
         free(s);
         return NULL;
+}
+
+int snapshot_counter_index(const struct snapshot *s, const char *property)
+{
+        for (size_t i = 0; s && i < s->n_counters; i++)
+                if (strcmp(s->counters[i]->property, property) == 0)
+                        return (int)i;
+        return -1;
 }
 
 const struct snapshot_client *snapshot_find(const struct snapshot *s, pid_t pid)

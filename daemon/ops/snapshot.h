@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "backend.h"
 #include "hugepaged-protocol.h"
-#include "hugetlb.h"
 
 struct manager;
 
@@ -41,9 +41,7 @@ struct snapshot_client {
         char exe[64];           /* basename of /proc/PID/exe at connect time */
         struct hp_stats s;      /* s.threshold: the client's default threshold */
         struct snapshot_kernel kernel;
-        uint64_t hugetlb_pages;         /* hugetlb pages charged to it now */
-        uint64_t hugetlb_faults;        /* its hugetlb faults served */
-        uint64_t hugetlb_prefilled;     /* its pages filled ahead of a stream */
+        uint64_t backend[BACKEND_COUNTERS_MAX];        /* the backends' counters (snapshot.counters) */
         uint32_t max_window;
         bool dense_predict;
         bool policy_explicit;   /* set by the client itself or SetPolicy */
@@ -58,8 +56,11 @@ struct snapshot {
          * event counters; current values for the state counters. */
         struct hp_stats total;
         uint64_t clients;
-        uint64_t pool_chunks, pool_bytes, pressure_level;  /* no pool yet: 0 */
-        struct hugetlb_stats hugetlb;   /* hugetlb.h */
+        /* The backends' own counters: names (static data, backend.h) and
+         * daemon-wide values; each client's are in the same order. */
+        const struct backend_counter *counters[BACKEND_COUNTERS_MAX];
+        size_t n_counters;
+        uint64_t backend[BACKEND_COUNTERS_MAX];
         bool tracing;                   /* in-kernel tracing runs */
         struct snapshot_kernel kernel;  /* of every process ever traced */
         /* The configuration in force. */
@@ -76,5 +77,7 @@ struct snapshot *snapshot_ref(struct snapshot *s);
 struct snapshot *snapshot_unref(struct snapshot *s);
 /* The entry of pid, or NULL. */
 const struct snapshot_client *snapshot_find(const struct snapshot *s, pid_t pid);
+/* The index of a backend counter by D-Bus property name, or -1. */
+int snapshot_counter_index(const struct snapshot *s, const char *property);
 
 #endif

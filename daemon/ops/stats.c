@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * stats.c: latency histograms. Pure.
+ * stats.c: latency histograms and counters. Pure.
  */
 #include "stats.h"
 
@@ -45,4 +45,24 @@ uint64_t histogram_quantile(const struct histogram *h, double q)
                         return bucket_upper(b);
         }
         return bucket_upper(HIST_BUCKETS - 1);
+}
+
+void histogram_merge(struct histogram *dst, const struct histogram *src)
+{
+        if (!src->count)
+                return;
+        for (unsigned b = 0; b < HIST_BUCKETS; b++)
+                dst->bucket[b] += src->bucket[b];
+        dst->count += src->count;
+}
+
+void counters_add(struct counters *dst, const struct counters *src)
+{
+        dst->faults_served += src->faults_served;
+        dst->pages_populated += src->pages_populated;
+        dst->promotions += src->promotions;
+        dst->promotions_failed += src->promotions_failed;
+        dst->reservations_released += src->reservations_released;
+        histogram_merge(&dst->fault_latency_ns, &src->fault_latency_ns);
+        histogram_merge(&dst->promotion_latency_ns, &src->promotion_latency_ns);
 }

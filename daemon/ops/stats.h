@@ -20,7 +20,8 @@ void histogram_add(struct histogram *h, uint64_t ns);
 /* Value at quantile q (0..1): the upper bound of its bucket; 0 if empty. */
 uint64_t histogram_quantile(const struct histogram *h, double q);
 
-/* Totals kept per client and summed globally; names as in DESIGN.md. */
+/* Kept per client; the daemon's totals are those of the clients gone plus
+ * the live ones (client_totals). Names as in DESIGN.md. */
 struct counters {
         uint64_t faults_served;
         uint64_t pages_populated;
@@ -30,5 +31,9 @@ struct counters {
         struct histogram fault_latency_ns;
         struct histogram promotion_latency_ns;
 };
+
+void histogram_merge(struct histogram *dst, const struct histogram *src);
+/* dst += src, field by field. */
+void counters_add(struct counters *dst, const struct counters *src);
 
 #endif

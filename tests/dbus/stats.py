@@ -74,7 +74,7 @@ def test():
     keys = ["faults_served", "fault_latency_p50_ns", "fault_latency_p99_ns", "pages_populated",
             "regions_reserved", "pages_reserved_unused", "promotions", "promotions_failed",
             "promotion_latency_p50_ns", "promotion_latency_p99_ns", "regions_huge", "reservations_released",
-            "pool_chunks", "pool_bytes", "pressure_level", "clients", "ranges"]
+            "clients", "ranges"]
     kernel = ["tracing", "kernel_faults", "kernel_fault_latency_p50_ns", "kernel_fault_latency_p99_ns",
               "collapses_ok", "collapses_mapped", "collapses_failed", "khugepaged_collapses", "thp_splits"]
     expect(list(stats) == keys + kernel, "stats --json has the DESIGN.md counters, then the kernel's")

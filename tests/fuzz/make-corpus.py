@@ -85,9 +85,7 @@ DensePrediction=no
 FaultWindow=256K
 
 [Pool]
-Enabled=yes
-Backend=hugetlb
-MaxSize=25%
+HugetlbMaxSize=25%
 
 [Budgets]
 MaxClients=100
@@ -96,7 +94,6 @@ MaxConnectionsPerUser=10
 HandshakeTimeoutSec=5
 MaxRequestsPerSecond=0
 MaxHugePerClient=1G
-MaxReservedPerClient=50%
 """,
         "programs.conf": b"""[Program:redis-server]
 Threshold=8
@@ -131,7 +128,7 @@ Threshold=1
 no equals sign here
 [unterminated
 """,
-        "units.conf": b"[Pool]\nMaxSize=4GiB\n[Budgets]\nMaxHugePerClient=2048M\nMaxReservedPerClient=100%\n"
+        "units.conf": b"[Pool]\nHugetlbMaxSize=4GiB\n[Budgets]\nMaxHugePerClient=2048M\n"
                       b"[Policy]\nMinSize=0\nThreshold=2M\nFaultWindow=4096\n",
         "comments.conf": b"; comment\n# comment\n\n  [Policy]  \n  Threshold = 64 ; inline\nMinSize=\n",
         "long-line.conf": b"[Daemon]\nAllowedUsers=" + b"u," * 400 + b"\n",

@@ -101,9 +101,6 @@ static void test_full_file(void)
                      "DensePrediction = off\n"
                      "FaultWindow = 256K\n"
                      "[Pool]\n"
-                     "Enabled = yes\n"
-                     "Backend = hugetlb\n"
-                     "MaxSize = 10%\n"
                      "HugetlbMaxSize = 4G\n"
                      "[Budgets]\n"
                      "MaxClients = 100\n"
@@ -120,7 +117,7 @@ static void test_full_file(void)
                 exit(1);
         }
         assert(rep.errors == 0 && rep.warnings == 0);
-        assert(rep.notices == 3);       /* the reserved [Pool] keys say so */
+        assert(rep.notices == 0);
         assert(strcmp(c.socket_path, "/run/test/hp.sock") == 0);
         assert(c.workers == 4 && c.log_level == LOG_DEBUG);
         assert(!strcmp(c.allowed_users[0], "alice") && !strcmp(c.allowed_users[1], "bob") &&
@@ -128,7 +125,6 @@ static void test_full_file(void)
         assert(!c.allowed_groups[0]);
         assert(!strcmp(c.admin_groups[0], "wheel"));
         assert(c.threshold == 128 && c.min_size == 4u << 20 && !c.dense_predict && c.max_window == 64);
-        assert(c.pool_enabled && c.pool_backend == CONFIG_POOL_HUGETLB && c.pool_max.percent == 10);
         assert(c.hugetlb_max.bytes == 4ull << 30 && c.hugetlb_max.percent == 0);
         assert(c.max_clients == 100 && c.max_ranges == 1000 && c.huge_per_client.bytes == 1u << 30);
         assert(c.n_programs == 2);
@@ -163,9 +159,8 @@ static void test_errors(void)
         expect_error("[Daemon]\nSocket = relative.sock\n", 2, "Socket", "absolute");
         expect_error("[Daemon]\nLogLevel = chatty\n", 2, "LogLevel", NULL);
         expect_error("[Daemon]\nAllowedUsers = root,-x\n", 2, "AllowedUsers", "'-x'");
-        expect_error("[Pool]\nMaxSize = 3M\n", 2, "MaxSize", "multiple of 2M");
-        expect_error("[Pool]\nMaxSize = 150%\n", 2, "MaxSize", NULL);
-        expect_error("[Pool]\nBackend = zram\n", 2, "Backend", NULL);
+        expect_error("[Pool]\nHugetlbMaxSize = 3M\n", 2, "HugetlbMaxSize", "multiple of 2M");
+        expect_error("[Pool]\nHugetlbMaxSize = 150%\n", 2, "HugetlbMaxSize", NULL);
         expect_error("[Budgets]\nMaxClients = 99999999999999999999\n", 2, "MaxClients", NULL);
         expect_error("[Program:]\nThreshold = 8\n", 2, "Threshold", "Program:NAME");
         expect_error("[Program:x]\nThreshold = 900\n", 2, "Threshold", NULL);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests for daemon/mm/region.c: table, bitmap accounting, windows, decisions. */
+/* Unit tests for daemon/mm/region.c: table, bitmap accounting, windows. */
 #undef NDEBUG
 #include <assert.h>
 #include <stdio.h>
@@ -98,67 +98,12 @@ static void test_window(void)
         assert(region_window(&u, 5, 512, 64) >= 1);
 }
 
-static void test_decisions(void)
-{
-        struct region huge = { .state = REGION_HUGE }, res = { .state = REGION_RESERVED },
-                      failed = { .state = REGION_RESERVED, .flags = REGION_F_NO_PROMOTE };
-
-        assert(region_first_fault_action(NULL, NULL, NULL, 0, true) == PROMOTE_NONE);
-        /* a stream through two promoted regions continues into this one */
-        assert(region_first_fault_action(&huge, &huge, NULL, 0, true) == PROMOTE_NATIVE);
-        assert(region_first_fault_action(&huge, &huge, NULL, 0, false) == PROMOTE_NONE);
-        assert(region_first_fault_action(&huge, &huge, NULL, 300, true) == PROMOTE_NONE);     /* not a stream */
-        /* one promoted neighbour is not a stream: dense and sparse regions
-         * interleaved must not promote the sparse one after each dense one */
-        assert(region_first_fault_action(&res, &huge, NULL, 0, true) == PROMOTE_NONE);
-        assert(region_first_fault_action(NULL, &huge, NULL, 0, true) == PROMOTE_NONE);
-        assert(region_first_fault_action(&huge, &res, NULL, 0, true) == PROMOTE_NONE);
-        assert(region_first_fault_action(NULL, NULL, &huge, 511, true) == PROMOTE_NONE);
-        assert(region_first_fault_action(NULL, &huge, &huge, 300, true) == PROMOTE_NATIVE);   /* gap in dense */
-        assert(region_first_fault_action(&res, &res, &res, 0, true) == PROMOTE_NONE);         /* sparse neighbours */
-        assert(region_first_fault_action(&failed, &failed, NULL, 0, true) == PROMOTE_NONE);
-        /* readahead: as far ahead as the stream has come, no further than
-         * the range or the first region with a record */
-        struct region_table t = REGION_TABLE_NULL;
-        struct region *x;
-        assert(region_native_ahead(&t, 10, 0, 100, 16) == 0);   /* nothing behind */
-        for (uint64_t i = 4; i < 10; i++) {
-                assert(region_add(&t, i, &x) == 0);
-                x->state = REGION_HUGE;
-        }
-        assert(region_native_ahead(&t, 10, 0, 100, 16) == 6);  /* 6 behind: 6 ahead */
-        assert(region_native_ahead(&t, 10, 0, 100, 4) == 4);   /* capped */
-        assert(region_native_ahead(&t, 10, 7, 100, 16) == 3);  /* range starts at 7 */
-        assert(region_native_ahead(&t, 10, 0, 13, 16) == 2);   /* regions 11, 12 only */
-        assert(region_add(&t, 12, &x) == 0);                    /* a record stops it */
-        assert(region_native_ahead(&t, 10, 0, 100, 16) == 1);
-        x = region_lookup(&t, 8);
-        x->flags |= REGION_F_NO_PROMOTE;
-        x->state = REGION_RESERVED;                              /* a failed one breaks the streak */
-        assert(region_native_ahead(&t, 10, 0, 100, 16) == 1);
-        assert(region_native_ahead(&t, 11, 0, 100, 16) == 0);  /* 10 has no record */
-        region_table_deinit(&t);
-
-        struct region r = { .state = REGION_RESERVED };
-        region_mark(&r, 0, 63);
-        assert(!region_should_promote(&r, 64, true));
-        region_mark(&r, 100, 1);
-        assert(region_should_promote(&r, 64, true));
-        assert(!region_should_promote(&r, 64, false));  /* partial region: never */
-        r.flags |= REGION_F_NO_PROMOTE;
-        assert(!region_should_promote(&r, 64, true));
-        struct region one = { .state = REGION_RESERVED };
-        region_mark(&one, 7, 1);
-        assert(region_should_promote(&one, 1, true));   /* threshold 1: every touched region */
-}
-
 int main(void)
 {
         test_table();
         test_foreach();
         test_bits();
         test_window();
-        test_decisions();
         printf("region: ok (record %zu bytes)\n", sizeof(struct region));
         assert(sizeof(struct region) <= 128);
         return 0;

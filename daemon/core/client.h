@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * client.h: one connected process and what it owns: its socket, its fds
+ * (pidfd and userfaultfd, shared with worker threads through struct
+ * client_fds), its ranges (range.h) and region records (region.h), its
+ * policy (policy.h), its counters and each backend's state for it.
+ *
+ * Threads: a struct client is the main thread's alone. Worker threads
+ * (promotion workers, hugetlb pool and fill threads) hold a client id and a
+ * reference to its client_fds, never the client; what they write there is
+ * atomic and documented on the field.
+ */
+#ifndef HP_CLIENT_H
+#define HP_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend.h"
+#include "hugepaged-protocol.h"
+#include "limits.h"
+#include "loop.h"
+#include "policy.h"
+#include "range.h"
+#include "region.h"
+#include "stats.h"
+
+struct manager;
+
+enum client_state {
+        CLIENT_HELLO,   /* waiting for HP_MSG_HELLO */
+        CLIENT_UFFD,    /* device fd sent, waiting for the client's uffd */
+        CLIENT_READY,
+        CLIENT_DEAD,    /* disconnecting: watches being stopped */
+};
+
+/*
+ * The client's pidfd and uffd: their only owner, reference counted, so that
+ * a job still running for a client that is gone keeps valid fds. The last
+ * unref closes the uffd: the kernel then unregisters every range and blocked
+ * faults proceed as ordinary kernel faults.
+ */
+struct client_fds {
+        int refs;               /* atomic */
+        int pidfd;              /* from the hello on */
+        int uffd;               /* from the uffd message on; -1 before */
+        int gone;               /* atomic: the client is being dropped; jobs stop waiting for it */
+        int hurry;              /* atomic: a SYNC waits; regions handed over ahead stop waiting */
+        uint64_t worker_pages;  /* atomic: 2 MiB pages worker threads put in, counted before their wake */
+};
+
+struct client_fds *client_fds_new(int pidfd);
+struct client_fds *client_fds_ref(struct client_fds *f);
+struct client_fds *client_fds_unref(struct client_fds *f);
+
+/* A SYNC request waiting for promotions in its span to finish. */
+struct sync_wait {
+        struct sync_wait *next;
+        uint32_t seq;
+        uint64_t start, end;
+};
+
+struct client {
+        struct manager *m;
+        struct client *prev, *next;
+        uint64_t id;            /* unique for the daemon's lifetime */
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        char comm[16];
+        char exe[64];           /* basename of /proc/PID/exe, for [Program:NAME] */
+        enum client_state state;
+
+        int sock, maps_fd;
+        struct client_fds *fds; /* from the hello on: owns the pidfd and the uffd */
+        struct watch w_sock, w_uffd, w_pidfd;
+        unsigned watches_live;
+
+        struct policy policy;   /* in force (policy.h: config < [Program:] < client < D-Bus) */
+        struct policy_layers layers;    /* where it came from, to recompute on reload */
+
+        struct sync_wait *syncs;
+        unsigned nsyncs;
+        unsigned unregistered;  /* regions handed to the kernel now (the VMA budget, policy.h) */
+
+        struct range_set ranges;
+        struct region_table regions;
+        struct counters c;      /* this client's; the daemon's totals add them up (client_totals) */
+        struct client_limits limits;    /* limits.c */
+        void *backend[HP_RANGE_KINDS];  /* each backend's own state for this client, or NULL */
+};
+
+void client_accept(struct manager *m);
+void client_disconnect(struct client *c, const char *why);
+/* At exit, once the loop is gone (no watch can run): free every client. */
+void client_free_all(struct manager *m);
+struct client *client_by_id(struct manager *m, uint64_t id);
+/* The live client of a pid (READY), or NULL. */
+struct client *client_by_pid(struct manager *m, pid_t pid);
+void client_stats(struct client *c, struct hp_stats *ret);
+/* The daemon's counters: those of clients gone plus those of live ones. */
+void client_totals(struct manager *m, struct counters *ret);
+/* Answer request seq: REPLY with status, or ERROR with text when status < 0. */
+void client_reply(struct client *c, uint32_t seq, int status, const char *text);
+/* Register [rg->start, rg->end) with the client's uffd in `mode`
+ * (UFFDIO_REGISTER_MODE_*), needing the ioctls in `ioctls` (a mask of
+ * 1 << _UFFDIO_*), and record it: 0, or -errno with why set and nothing
+ * left registered or recorded. */
+int client_register_range(struct client *c, const struct range *rg, uint64_t mode, uint64_t ioctls, char *why,
+                          size_t whylen);
+/* Answer the SYNC requests whose span has no promotion in flight any more. */
+void client_syncs_check(struct client *c);
+/* The policy of c from its layers and the config in force (reload, SetPolicy). */
+void client_policy_update(struct client *c);
+
+#endif

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * policy.c: the promotion decisions and the policy layers (policy.h). Pure.
+ */
+#include "policy.h"
+
+static void apply(struct policy *p, bool *dense_allowed, const struct policy_layer *l, bool may_enable)
+{
+        if (l->threshold)
+                p->threshold = l->threshold;
+        if (l->max_window)
+                p->max_window = l->max_window;
+        if (l->dense_predict >= 0) {
+                if (may_enable)
+                        *dense_allowed = l->dense_predict;
+                p->dense_predict = l->dense_predict && *dense_allowed;
+        }
+}
+
+struct policy policy_resolve(const struct policy *defaults, const struct policy_layers *l)
+{
+        struct policy p = *defaults;
+        bool allowed = defaults->dense_predict;
+
+        apply(&p, &allowed, &l->program, true);         /* the config's own: may turn it on */
+        apply(&p, &allowed, &l->client, false);
+        apply(&p, &allowed, &l->admin, false);
+        return p;
+}
+
+bool policy_explicit(const struct policy_layers *l)
+{
+        return l->client.threshold || l->client.max_window || l->client.dense_predict >= 0 ||
+               l->admin.threshold || l->admin.max_window || l->admin.dense_predict >= 0;
+}
+
+static bool promoted(const struct region *r)
+{
+        return r && r->state != REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE);
+}
+
+enum promote_action policy_first_fault(const struct region *prev2, const struct region *prev,
+                                       const struct region *next, unsigned page, bool dense_predict)
+{
+        if (!dense_predict)
+                return PROMOTE_NONE;
+        /* A sequential stream continuing into this region: it must have gone
+         * through two promoted regions. One is not enough: memory that
+         * interleaves dense and sparse regions would promote the sparse
+         * region after each dense one, and then the next after it. */
+        if (promoted(prev) && promoted(prev2) && page < 16)
+                return PROMOTE_NATIVE;
+        /* Surrounded by promoted regions: dense memory, fill the gap. */
+        if (promoted(prev) && promoted(next))
+                return PROMOTE_NATIVE;
+        return PROMOTE_NONE;
+}
+
+unsigned policy_native_ahead(const struct region_table *t, uint64_t idx, uint64_t first_idx, uint64_t end_idx,
+                             unsigned max)
+{
+        unsigned behind = 0, ahead = 0;
+
+        while (behind < max && idx >= first_idx + behind + 1 &&
+               promoted(region_lookup(t, idx - behind - 1)))
+                behind++;
+        while (ahead < behind && idx + ahead + 1 < end_idx &&
+               !region_lookup(t, idx + ahead + 1))
+                ahead++;
+        return ahead;
+}
+
+bool policy_should_promote(const struct region *r, unsigned threshold, bool whole_region)
+{
+        return whole_region && r->state == REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE) &&
+               r->populated >= threshold;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * policy.h: every promotion decision, as pure functions (no system calls,
+ * no logging; unit-tested with fabricated records in tests/unit/test-policy.c):
+ *  - which policy a client has, from its layers (policy_resolve);
+ *  - what to do at the first fault in a region (dense prediction);
+ *  - whether a region has reached its threshold;
+ *  - how many regions to hand to the kernel ahead of a sequential stream;
+ *  - whether the VMA budget allows handing more regions to the kernel.
+ *
+ * Precedence, the same on every path (connect, reload, the client's own
+ * request, D-Bus SetPolicy): the config file's defaults (and the command
+ * line, which overrides the file), then its [Program:NAME] section, then
+ * what the client asked for (HUGEPAGED_THRESHOLD, libhugepaged), then
+ * D-Bus SetPolicy; a later layer overrides what it sets and leaves the rest.
+ * Dense prediction is the config's to allow: a client or SetPolicy may turn
+ * it off (or back on up to what the config allows), never on against it.
+ */
+#ifndef HP_POLICY_H
+#define HP_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "region.h"
+
+struct policy {
+        uint32_t threshold;     /* pages in use (1..512) before a region is promoted */
+        uint32_t max_window;    /* largest run of pages served per fault */
+        bool dense_predict;     /* promote at a region's first fault when it looks dense */
+};
+
+/* One layer: what it sets (0 or -1: leaves it to the layers below). */
+struct policy_layer {
+        uint32_t threshold;     /* 0: unset */
+        uint32_t max_window;    /* 0: unset */
+        int8_t dense_predict;   /* -1: unset, 0: off, 1: on (as far as the config allows) */
+};
+
+#define POLICY_LAYER_UNSET ((struct policy_layer){ .dense_predict = -1 })
+
+/* The layers above the config's defaults, per client. */
+struct policy_layers {
+        struct policy_layer program;    /* [Program:NAME] of the config in force */
+        struct policy_layer client;     /* the client's own request */
+        struct policy_layer admin;      /* D-Bus SetPolicy */
+};
+
+struct policy policy_resolve(const struct policy *defaults, const struct policy_layers *l);
+/* Did the client or an administrator set anything (kept across reloads)? */
+bool policy_explicit(const struct policy_layers *l);
+
+/* The threshold of a range: its own (0: none) or the client's. */
+static inline unsigned policy_threshold(uint32_t range_threshold, const struct policy *p)
+{
+        return range_threshold ? range_threshold : p->threshold;
+}
+
+enum promote_action {
+        PROMOTE_NONE,           /* serve at 4 KiB */
+        PROMOTE_NATIVE,         /* hand the region to the kernel: it installs a THP at the fault */
+};
+
+/*
+ * At the first fault in a region, whether to promote at once. prev2/prev/
+ * next: the records of the regions two before, one before and one after, in
+ * the same range (NULL if none); page: the faulting page in the region.
+ */
+enum promote_action policy_first_fault(const struct region *prev2, const struct region *prev,
+                                       const struct region *next, unsigned page, bool dense_predict);
+
+/* After serving: should this region be promoted now? whole_region: the
+ * range covers the whole 2 MiB. */
+bool policy_should_promote(const struct region *r, unsigned threshold, bool whole_region);
+
+/*
+ * How many regions after `idx` to hand to the kernel along with it when a
+ * sequential stream reaches `idx`: as many as the stream has gone through
+ * promoted regions just before it (up to `max`), stopping at the first
+ * region that has a record or reaches `end_idx` (exclusive: the first region
+ * index past the range). Like readahead: a stream that went through 8
+ * regions will likely go through 8 more.
+ */
+unsigned policy_native_ahead(const struct region_table *t, uint64_t idx, uint64_t first_idx, uint64_t end_idx,
+                             unsigned max);
+
+/* Regions of one client handed to the kernel at a time: each may split a
+ * VMA in three until it is registered again, and the client's own mmap()
+ * calls must never meet vm.max_map_count because of us. */
+#define POLICY_MAX_UNREGISTERED 256
+#define POLICY_NATIVE_AHEAD_MAX 16      /* regions handed over ahead of a stream */
+
+/* May n more regions be handed to the kernel, with `unregistered` out now? */
+static inline bool policy_budget_allows(unsigned unregistered, unsigned n)
+{
+        return unregistered + n <= POLICY_MAX_UNREGISTERED;
+}
+
+#endif

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests for daemon/mm/policy.c: the promotion decisions and the
+ * precedence of policy layers. */
+#undef NDEBUG
+#include <assert.h>
+#include <stdio.h>
+
+#include "policy.h"
+
+static void test_decisions(void)
+{
+        struct region huge = { .state = REGION_HUGE }, res = { .state = REGION_RESERVED },
+                      failed = { .state = REGION_RESERVED, .flags = REGION_F_NO_PROMOTE };
+
+        assert(policy_first_fault(NULL, NULL, NULL, 0, true) == PROMOTE_NONE);
+        /* a stream through two promoted regions continues into this one */
+        assert(policy_first_fault(&huge, &huge, NULL, 0, true) == PROMOTE_NATIVE);
+        assert(policy_first_fault(&huge, &huge, NULL, 0, false) == PROMOTE_NONE);
+        assert(policy_first_fault(&huge, &huge, NULL, 300, true) == PROMOTE_NONE);     /* not a stream */
+        /* one promoted neighbour is not a stream: dense and sparse regions
+         * interleaved must not promote the sparse one after each dense one */
+        assert(policy_first_fault(&res, &huge, NULL, 0, true) == PROMOTE_NONE);
+        assert(policy_first_fault(NULL, &huge, NULL, 0, true) == PROMOTE_NONE);
+        assert(policy_first_fault(&huge, &res, NULL, 0, true) == PROMOTE_NONE);
+        assert(policy_first_fault(NULL, NULL, &huge, 511, true) == PROMOTE_NONE);
+        assert(policy_first_fault(NULL, &huge, &huge, 300, true) == PROMOTE_NATIVE);   /* gap in dense */
+        assert(policy_first_fault(&res, &res, &res, 0, true) == PROMOTE_NONE);         /* sparse neighbours */
+        assert(policy_first_fault(&failed, &failed, NULL, 0, true) == PROMOTE_NONE);
+        /* readahead: as far ahead as the stream has come, no further than
+         * the range or the first region with a record */
+        struct region_table t = REGION_TABLE_NULL;
+        struct region *x;
+        assert(policy_native_ahead(&t, 10, 0, 100, 16) == 0);   /* nothing behind */
+        for (uint64_t i = 4; i < 10; i++) {
+                assert(region_add(&t, i, &x) == 0);
+                x->state = REGION_HUGE;
+        }
+        assert(policy_native_ahead(&t, 10, 0, 100, 16) == 6);  /* 6 behind: 6 ahead */
+        assert(policy_native_ahead(&t, 10, 0, 100, 4) == 4);   /* capped */
+        assert(policy_native_ahead(&t, 10, 7, 100, 16) == 3);  /* range starts at 7 */
+        assert(policy_native_ahead(&t, 10, 0, 13, 16) == 2);   /* regions 11, 12 only */
+        assert(region_add(&t, 12, &x) == 0);                    /* a record stops it */
+        assert(policy_native_ahead(&t, 10, 0, 100, 16) == 1);
+        x = region_lookup(&t, 8);
+        x->flags |= REGION_F_NO_PROMOTE;
+        x->state = REGION_RESERVED;                              /* a failed one breaks the streak */
+        assert(policy_native_ahead(&t, 10, 0, 100, 16) == 1);
+        assert(policy_native_ahead(&t, 11, 0, 100, 16) == 0);  /* 10 has no record */
+        region_table_deinit(&t);
+
+        struct region r = { .state = REGION_RESERVED };
+        region_mark(&r, 0, 63);
+        assert(!policy_should_promote(&r, 64, true));
+        region_mark(&r, 100, 1);
+        assert(policy_should_promote(&r, 64, true));
+        assert(!policy_should_promote(&r, 64, false));  /* partial region: never */
+        r.flags |= REGION_F_NO_PROMOTE;
+        assert(!policy_should_promote(&r, 64, true));
+        struct region one = { .state = REGION_RESERVED };
+        region_mark(&one, 7, 1);
+        assert(policy_should_promote(&one, 1, true));   /* threshold 1: every touched region */
+}
+
+static void test_layers(void)
+{
+        const struct policy on = { .threshold = 64, .max_window = 64, .dense_predict = true };
+        const struct policy off = { .threshold = 64, .max_window = 64, .dense_predict = false };
+        struct policy_layers l = { POLICY_LAYER_UNSET, POLICY_LAYER_UNSET, POLICY_LAYER_UNSET };
+        struct policy p;
+
+        /* nothing set: the config's defaults */
+        p = policy_resolve(&on, &l);
+        assert(p.threshold == 64 && p.max_window == 64 && p.dense_predict);
+        assert(!policy_explicit(&l));
+
+        /* [Program:] over the defaults, and it may turn dense prediction on */
+        l.program = (struct policy_layer){ .threshold = 128, .max_window = 16, .dense_predict = 1 };
+        p = policy_resolve(&off, &l);
+        assert(p.threshold == 128 && p.max_window == 16 && p.dense_predict);
+        assert(!policy_explicit(&l));   /* still the config's own */
+
+        /* the client over [Program:] for what it sets; the rest stays */
+        l.client = (struct policy_layer){ .threshold = 32, .dense_predict = -1 };
+        p = policy_resolve(&off, &l);
+        assert(p.threshold == 32 && p.max_window == 16 && p.dense_predict);
+        assert(policy_explicit(&l));
+
+        /* D-Bus over the client */
+        l.admin = (struct policy_layer){ .threshold = 300, .max_window = 8, .dense_predict = -1 };
+        p = policy_resolve(&off, &l);
+        assert(p.threshold == 300 && p.max_window == 8);
+
+        /* dense prediction: off by the client, back on by D-Bus as far as the config allows */
+        l = (struct policy_layers){ POLICY_LAYER_UNSET, POLICY_LAYER_UNSET, POLICY_LAYER_UNSET };
+        l.client.dense_predict = 0;
+        assert(!policy_resolve(&on, &l).dense_predict);
+        l.admin.dense_predict = 1;
+        assert(policy_resolve(&on, &l).dense_predict);
+        /* ... but never on against the config */
+        assert(!policy_resolve(&off, &l).dense_predict);
+        l.client.dense_predict = 1;
+        assert(!policy_resolve(&off, &l).dense_predict);
+        /* [Program:] off wins over a global on, and D-Bus cannot undo it */
+        l.program.dense_predict = 0;
+        assert(!policy_resolve(&on, &l).dense_predict);
+}
+
+static void test_budget(void)
+{
+        assert(policy_budget_allows(0, 1));
+        assert(policy_budget_allows(POLICY_MAX_UNREGISTERED - 17, 17));
+        assert(!policy_budget_allows(POLICY_MAX_UNREGISTERED - 16, 17));
+        assert(!policy_budget_allows(POLICY_MAX_UNREGISTERED, 1));
+        assert(policy_threshold(0, &(struct policy){ .threshold = 64 }) == 64);
+        assert(policy_threshold(7, &(struct policy){ .threshold = 64 }) == 7);
+}
+
+int main(void)
+{
+        test_decisions();
+        test_layers();
+        test_budget();
+        printf("policy: ok\n");
+        return 0;
+}
