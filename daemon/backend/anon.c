@@ -276,16 +276,22 @@ static int anon_register(struct client *c, const struct hp_range_req *req, char 
         return client_register_range(c, &rg, UFFDIO_REGISTER_MODE_MISSING, 1ull << _UFFDIO_COPY, why, whylen);
 }
 
-/* The same private anonymous VMA, still inside the range we know. */
+/*
+ * Still private anonymous memory, in a VMA inside the ranges we know: a
+ * region handed to the kernel merges with its unregistered neighbours, and
+ * at the edge of a range with the next range's (shim blocks abut), but a
+ * mapping made over it since (an munmap there sends no event) would reach
+ * out of them.
+ */
 static bool anon_rearm(struct client *c, const struct range *rg, uint64_t start, char *why, size_t whylen)
 {
-        uint64_t end = start + HP_REGION_SIZE;
+        uint64_t end = start + HP_REGION_SIZE, lo, hi;
 
         if (check_anon(c->maps_fd, c->pid, start, end, why, whylen) < 0)
                 return false;
-        if (vma_within(c->maps_fd, start, rg->start, rg->end) <= 0) {
-                snprintf(why, whylen, "its mapping reaches out of the range %#" PRIx64 "-%#" PRIx64, rg->start,
-                         rg->end);
+        if (vma_bounds(c->maps_fd, start, &lo, &hi) < 0 || !range_covers(&c->ranges, lo, hi)) {
+                snprintf(why, whylen, "its mapping reaches out of the ranges registered (range %#" PRIx64 "-%#"
+                         PRIx64 ")", rg->start, rg->end);
                 return false;
         }
         struct uffdio_register reg = { .range = { .start = start, .len = HP_REGION_SIZE },

@@ -42,6 +42,17 @@ int range_overlaps(const struct range_set *s, uint64_t start, uint64_t end)
         return i < s->n && s->v[i].start < end;
 }
 
+bool range_covers(const struct range_set *s, uint64_t start, uint64_t end)
+{
+        while (start < end) {
+                const struct range *r = range_find(s, start);
+                if (!r)
+                        return false;
+                start = r->end;
+        }
+        return true;
+}
+
 static int reserve(struct range_set *s, size_t extra)
 {
         if (s->n + extra <= s->cap)

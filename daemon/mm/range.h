@@ -7,6 +7,7 @@
 #ifndef HP_RANGE_H
 #define HP_RANGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,8 @@ struct range_set {
 void range_set_deinit(struct range_set *s);
 /* The range containing addr, or NULL. */
 struct range *range_find(const struct range_set *s, uint64_t addr);
+/* Is every byte of [start, end) in some range (ranges may abut)? */
+bool range_covers(const struct range_set *s, uint64_t start, uint64_t end);
 /* Does any range intersect [start, end)? */
 int range_overlaps(const struct range_set *s, uint64_t start, uint64_t end);
 /* Insert; -EEXIST on overlap, -ENOMEM. */

@@ -56,7 +56,7 @@ int vma_walk(int maps_fd, uint64_t start, uint64_t end, vma_ok_fn ok, const char
         return 0;
 }
 
-int vma_within(int maps_fd, uint64_t addr, uint64_t lo, uint64_t hi)
+int vma_bounds(int maps_fd, uint64_t addr, uint64_t *lo, uint64_t *hi)
 {
         struct procmap_query q = { .size = sizeof(q), .query_addr = addr };
 
@@ -64,6 +64,15 @@ int vma_within(int maps_fd, uint64_t addr, uint64_t lo, uint64_t hi)
                 return -EBADF;
         if (ioctl(maps_fd, PROCMAP_QUERY, &q) < 0)
                 return -errno;
-        return q.vma_start >= lo && q.vma_end <= hi;
+        *lo = q.vma_start;
+        *hi = q.vma_end;
+        return 0;
+}
+
+int vma_within(int maps_fd, uint64_t addr, uint64_t lo, uint64_t hi)
+{
+        uint64_t s = 0, e = 0;
+        int r = vma_bounds(maps_fd, addr, &s, &e);
+        return r < 0 ? r : s >= lo && e <= hi;
 }
 

@@ -37,6 +37,13 @@ int main(void)
         assert(range_find(&s, 0x4000) == NULL);
         assert(range_find(&s, 0x8fff)->end == 0x9000);
         assert(range_overlaps(&s, 0x4000, 0x5000) == 0);
+        /* covered: 0x1000..0x4000 is three abutting ranges, 0x4000..0x5000 a hole */
+        assert(range_covers(&s, 0x1000, 0x4000));
+        assert(range_covers(&s, 0x1800, 0x3800));
+        assert(range_covers(&s, 0x5000, 0x9000));
+        assert(!range_covers(&s, 0x3000, 0x5001));
+        assert(!range_covers(&s, 0x0, 0x1000));
+        assert(!range_covers(&s, 0x8000, 0x9001));
         assert(range_overlaps(&s, 0x4000, 0x5001) == 1);
 
         /* split the middle of a range */
