@@ -286,6 +286,15 @@ static const char *const kernel_counters[] = {
         "CollapsesFailed", "KhugepagedCollapses", "ThpSplits",
 };
 
+/* Budgets and memory pressure: promotions held back and why, bloat, the level. */
+static const char *const budget_counters[] = {
+        "PromotionsSkippedHeadroom", "PromotionsSkippedPressure", "PromotionsSkippedBloat", "BloatBytes",
+        "PressureLevel", "PressureEvents", "PressureTriggers", "PressureReleasedBytes", "PressureFirstReleaseNs",
+        "MemAvailableBytes",
+};
+
+static const char *const pressure_names[] = { "none", "some", "high" };
+
 /* "tracing on: 1234 faults slept (p50 25.0 us, p99 180.0 us); ..." or "tracing off". */
 static void print_kernel(const struct props *p, const char *prefix)
 {
@@ -331,6 +340,13 @@ static int cmd_stats(sd_bus *bus)
                         printf(",\n  \"%s\": %" PRIu64, key, prop_u(&p, kernel_counters[i]));
                 else
                         printf("%-26s %" PRIu64 "\n", key, prop_u(&p, kernel_counters[i]));
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(budget_counters); i++) {
+                snake(budget_counters[i], key, sizeof(key));
+                if (arg_json)
+                        printf(",\n  \"%s\": %" PRIu64, key, prop_u(&p, budget_counters[i]));
+                else
+                        printf("%-26s %" PRIu64 "\n", key, prop_u(&p, budget_counters[i]));
         }
         if (arg_json)
                 printf("\n}\n");
@@ -464,6 +480,14 @@ static int cmd_status(sd_bus *bus)
                prop_u(&p, "HugetlbFaults"), prop_u(&p, "HugetlbPrefilled"), prop_u(&p, "HugetlbPoolBase"),
                prop_u(&p, "HugetlbPoolAdded"), prop_u(&p, "HugetlbBudget"));
         print_kernel(&p, "      Kernel: ");
+        uint64_t level = prop_u(&p, "PressureLevel");
+        printf("    Pressure: %s (%" PRIu64 " rises, %" PRIu64 " PSI triggers, MemAvailable %s), %s given back; "
+               "promotions held back: %" PRIu64 " headroom, %" PRIu64 " pressure, %" PRIu64 " bloat; bloat %s\n",
+               level < ARRAY_SIZE(pressure_names) ? pressure_names[level] : "?", prop_u(&p, "PressureEvents"),
+               prop_u(&p, "PressureTriggers"), fmt_bytes(prop_u(&p, "MemAvailableBytes"), a, sizeof(a)),
+               fmt_bytes(prop_u(&p, "PressureReleasedBytes"), b, sizeof(b)), prop_u(&p, "PromotionsSkippedHeadroom"),
+               prop_u(&p, "PromotionsSkippedPressure"), prop_u(&p, "PromotionsSkippedBloat"),
+               fmt_bytes(prop_u(&p, "BloatBytes"), c, sizeof(c)));
         props_done(&p);
         if (clients) {
                 printf("\n");
@@ -488,7 +512,7 @@ static int parse_pid(const char *s, uint32_t *ret)
 static int cmd_client(sd_bus *bus, const char *pidarg, bool ranges_only)
 {
         struct props p;
-        char path[128], a[32], b[32];
+        char path[128], a[32], b[32], c[32];
         uint32_t pid;
         int r = parse_pid(pidarg, &pid);
         if (r < 0)
@@ -538,6 +562,13 @@ static int cmd_client(sd_bus *bus, const char *pidarg, bool ranges_only)
                                 printf("  %-24s %" PRIu64 "\n", key, x->u);
                 }
                 print_kernel(&p, "  kernel: ");
+                uint64_t limit = prop_u(&p, "CgroupLimitBytes");
+                printf("  budget: bloat %s; promotions held back: %" PRIu64 " headroom, %" PRIu64 " pressure, %" PRIu64
+                       " bloat; cgroup %s%s%s%s\n", fmt_bytes(prop_u(&p, "BloatBytes"), a, sizeof(a)),
+                       prop_u(&p, "PromotionsSkippedHeadroom"), prop_u(&p, "PromotionsSkippedPressure"),
+                       prop_u(&p, "PromotionsSkippedBloat"), limit ? "limit " : "without a limit",
+                       limit ? fmt_bytes(limit, b, sizeof(b)) : "", limit ? ", room " : "",
+                       limit ? fmt_bytes(prop_u(&p, "CgroupRoomBytes"), c, sizeof(c)) : "");
         }
         props_done(&p);
         return 0;

@@ -27,7 +27,9 @@
 #include "fault.h"
 #include "log.h"
 #include "manager.h"
+#include "memcg.h"
 #include "policy.h"
+#include "pressure.h"
 #include "promote.h"
 #include "util.h"
 #include "vma.h"
@@ -160,7 +162,7 @@ static void native_ahead(struct client *c, uint64_t idx, unsigned n)
         for (unsigned i = 0; i < n; i++) {
                 struct region *r;
                 if (region_add(&c->regions, idx + i, &r) == 0) {
-                        r->flags |= REGION_F_AHEAD;
+                        r->flags |= REGION_F_AHEAD | REGION_F_DENSE;
                         /* the stream gets there in about i + 1 region times */
                         if (promote_region(c, r, true, now_ns() + (i + 1) * AHEAD_REGION_NS) == 0)
                                 continue;
@@ -172,6 +174,59 @@ static void native_ahead(struct client *c, uint64_t idx, unsigned n)
                 fault_drop_span(c, start, start + ((uint64_t)(n - i) << REGION_SHIFT));
                 return;
         }
+}
+
+static uint64_t cap_pages(const struct config_cap *cap, uint64_t of_pages)
+{
+        if (!cap->set)
+                return UINT64_MAX;
+        return cap->is_percent ? of_pages * cap->percent / 100 : cap->bytes >> PAGE_SHIFT_4K;
+}
+
+/*
+ * May `n` regions with `in_use` pages in use between them become huge now?
+ * Not under memory pressure; not past a bloat cap (a native hand-off counts
+ * as a whole region of bloat when a cap is set: the stream's pages are a
+ * prediction); and only with room under the client's cgroup limit for the
+ * charge, the margin and what its managed memory may still take at 4 KiB.
+ * A region held back (r, if given) is counted once and asked again at its
+ * next fault. On yes, the charge is taken off the cgroup's room.
+ */
+static bool may_promote(struct client *c, struct region *r, unsigned n, unsigned in_use, bool native)
+{
+        struct manager *m = c->m;
+        uint64_t *held = NULL;
+        uint64_t pages = (uint64_t)n * HP_REGION_PAGES, bloat = pages - in_use;
+        uint64_t cap = cap_pages(&m->cfg.max_bloat_per_client, c->c.pages_populated);
+        uint64_t gcap = cap_pages(&m->cfg.max_bloat, m->pressure.mem_total >> PAGE_SHIFT_4K);
+
+        if (native && (cap != UINT64_MAX || gcap != UINT64_MAX))
+                bloat = pages;
+        else if (native)
+                bloat = 0;
+        if (pressure_level(m) != PRESSURE_NONE)
+                held = &c->c.skipped_pressure;
+        else if (!policy_bloat_allows(c->bloat_pages, bloat, cap) || !policy_bloat_allows(m->bloat_pages, bloat, gcap))
+                held = &c->c.skipped_bloat;
+        else {
+                uint64_t now = now_ns(), limit;
+                uint64_t room = memcg_room(&c->memcg, now, &limit);
+                uint64_t margin = policy_margin(limit, m->cfg.headroom_margin.bytes, m->cfg.headroom_margin.percent);
+                uint64_t future = policy_future_4k(c->ranges.bytes, c->regions.count, c->c.regions_made,
+                                                   c->c.pages_populated);
+                uint64_t charge = (pages - in_use) << PAGE_SHIFT_4K;
+                if (!policy_headroom_allows(room, charge, future, margin))
+                        held = &c->c.skipped_headroom;
+                else
+                        memcg_charge(&c->memcg, charge);
+        }
+        if (!held)
+                return true;
+        if (!r || !(r->flags & REGION_F_HELD))
+                (*held)++;
+        if (r)
+                r->flags |= REGION_F_HELD;
+        return false;
 }
 
 /*
@@ -210,15 +265,20 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
                         serve_page(c, page_addr);
                         return;
                 }
+                c->c.regions_made++;
+                if (a == PROMOTE_NATIVE && !may_promote(c, r, 1, 0, true))
+                        a = PROMOTE_NONE;
                 if (a == PROMOTE_NATIVE) {
                         /* Dense fast path: let the kernel install a THP at
                          * this fault, and at the next regions of the stream. */
                         unsigned ahead = policy_native_ahead(&c->regions, idx, rg->start >> REGION_SHIFT,
                                                              rg->end >> REGION_SHIFT, POLICY_NATIVE_AHEAD_MAX);
-                        if (!policy_budget_allows(c->unregistered, 1 + ahead))
+                        if (!policy_budget_allows(c->unregistered, 1 + ahead) ||
+                            (ahead && !may_promote(c, NULL, ahead, 0, true)))
                                 ahead = 0;
                         e = unregister_native(c, rstart, 1 + ahead);
                         if (e == 0) {
+                                r->flags |= REGION_F_DENSE;
                                 uffd_wake(c, page_addr, HP_PAGE_SIZE);
                                 native_ahead(c, idx + 1, ahead);
                                 if (queue_native(c, r) == 0)
@@ -261,7 +321,7 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
         }
         fault_served(c, t0);
 
-        if (policy_should_promote(r, threshold, whole))
+        if (policy_should_promote(r, threshold, whole) && may_promote(c, r, 1, r->populated, false))
                 promote_threshold(c, r, rstart);
 }
 

@@ -216,6 +216,12 @@ static void job_grow(struct hugetlb_pool *p, struct pool_job *j)
         int64_t g = hugetlb_grow_amount(hugetlb_pool_available(p), j->want, added, j->budget);
         if (g == 0)
                 return;
+        if (j->no_grow) {
+                j->result = -ENOMEM;
+                snprintf(j->why, sizeof(j->why), "%" PRIu64 " huge pages wanted: the host is short of memory, "
+                         "the daemon does not grow the pool now", j->want);
+                return;
+        }
         if (g < 0) {
                 j->result = -ENOSPC;
                 snprintf(j->why, sizeof(j->why), "%" PRIu64 " huge pages wanted: the daemon's budget "

@@ -41,6 +41,7 @@
 #include "hugetlb.h"
 #include "log.h"
 #include "manager.h"
+#include "pressure.h"
 #include "vma.h"
 
 #define HUGETLB_FILL_AHEAD 32   /* pages filled ahead of a sequential stream */
@@ -210,7 +211,7 @@ static void fill_ahead(struct client *c, struct client_hugetlb *h, uint64_t dst)
         bool stream = dst == h->last_fault + HP_REGION_SIZE || filling(h, dst);
 
         h->last_fault = dst;
-        if (!stream || !hb || !hb->fills)
+        if (!stream || !hb || !hb->fills || pressure_level(c->m) != PRESSURE_NONE)
                 return;
         const struct range *rg = range_find(&c->ranges, dst);
         if (!rg || rg->backend != HP_RANGE_HUGETLB)
@@ -334,7 +335,7 @@ static void hugetlb_fault(struct client *c, struct range *rg, uint64_t addr, uin
         bool again = e == -EEXIST && h->last_eexist == dst;
         if (e == -EEXIST)
                 h->last_eexist = dst;
-        if (e == -EEXIST && (again || hugetlb_pool_available(hb->pool) == 0)) {
+        if (e == -EEXIST && (again || hugetlb_pool_available(hb->pool) == 0) && pressure_level(c->m) == PRESSURE_NONE) {
                 h->last_eexist = 0;
                 struct pool_job j = { .kind = POOL_FAULT, .client_id = c->id, .addr = dst, .want = 1,
                                       .budget = budget_pages(c->m), .t0 = t0 };
@@ -401,7 +402,7 @@ static void hugetlb_reserve(struct client *c, const void *msg)
                 return;
         }
         struct pool_job j = { .kind = POOL_RESERVE, .client_id = c->id, .seq = req->hdr.seq, .want = req->pages,
-                              .budget = budget_pages(m) };
+                              .budget = budget_pages(m), .no_grow = pressure_level(m) != PRESSURE_NONE };
         if (hugetlb_pool_queue(hb->pool, &j) < 0) {
                 client_reply(c, req->hdr.seq, -ENOMEM, "out of memory");
                 return;
@@ -492,6 +493,8 @@ static void pool_done(struct pool_job *j, void *data)
                 hugetlb_pool_release_hold(hb->pool, j->got);
         if (hb && j->kind == POOL_SHRINK) {
                 hb->shrink_queued = false;
+                if (j->got && pressure_level(m) != PRESSURE_NONE)
+                        pressure_released(m, j->got * HP_REGION_SIZE);
                 if (j->got == 0) {
                         hb->fruitless_added = hugetlb_pool_added(hb->pool);
                         hb->fruitless_charged = j->charged;
@@ -550,6 +553,17 @@ static void hugetlb_stop(struct manager *m)
 static void hugetlb_tick(struct manager *m)
 {
         maybe_shrink(m);
+}
+
+/* Under pressure the pool stops growing and fill-ahead stops (pressure.h);
+ * what nobody holds goes back now, as on every tick. */
+static void hugetlb_pressure(struct manager *m, int level)
+{
+        struct hugetlb *hb = hugetlb_of(m);
+        if (hb && level != PRESSURE_NONE) {
+                hb->fruitless_added = hb->fruitless_charged = 0;        /* try again at once */
+                maybe_shrink(m);
+        }
 }
 
 /* c disconnects: count all its fills done, reported or not, before its
@@ -624,6 +638,7 @@ const struct backend backend_hugetlb = {
         .request_type = HP_MSG_HUGETLB_RESERVE,
         .request = hugetlb_reserve,
         .tick = hugetlb_tick,
+        .pressure = hugetlb_pressure,
         .client_leaving = hugetlb_client_leaving,
         .client_gone = hugetlb_client_gone,
         .counters = hugetlb_counters,

@@ -67,6 +67,26 @@ static const struct counter kernel_counters[] = {
 };
 #undef K
 
+/* Budgets and pressure (snapshot_budget): the first six on both interfaces,
+ * the rest on the Manager only. */
+#define B(f) offsetof(struct snapshot_budget, f)
+static const struct counter budget_counters[] = {
+        { "PromotionsSkippedHeadroom", B(promotions_skipped_headroom) },
+        { "PromotionsSkippedPressure", B(promotions_skipped_pressure) },
+        { "PromotionsSkippedBloat", B(promotions_skipped_bloat) },
+        { "BloatBytes", B(bloat_bytes) },
+        { "CgroupLimitBytes", B(cgroup_limit_bytes) },
+        { "CgroupRoomBytes", B(cgroup_room_bytes) },
+        { "PressureLevel", B(pressure_level) },
+        { "PressureEvents", B(pressure_events) },
+        { "PressureTriggers", B(pressure_triggers) },
+        { "PressureReleasedBytes", B(pressure_released_bytes) },
+        { "PressureFirstReleaseNs", B(pressure_first_release_ns) },
+        { "MemAvailableBytes", B(mem_available_bytes) },
+};
+#undef B
+#define BUDGET_CLIENT_COUNTERS 6
+
 /* The entry of `name` in a counter table, or NULL. */
 static const struct counter *table_find(const struct counter *v, size_t n, const char *name)
 {
@@ -78,6 +98,7 @@ static const struct counter *table_find(const struct counter *v, size_t n, const
 
 #define counter_find(name) table_find(counters, ARRAY_SIZE(counters), name)
 #define kernel_counter_find(name) table_find(kernel_counters, ARRAY_SIZE(kernel_counters), name)
+#define budget_counter_find(name) table_find(budget_counters, ARRAY_SIZE(budget_counters), name)
 
 /* The counter's field in the struct it describes (struct hp_stats or struct snapshot_kernel). */
 static uint64_t field_value(const void *stats, const struct counter *c)
@@ -102,10 +123,13 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
         if (!s)
                 return snapshot_missing(error);
         const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
+        const struct counter *b = budget_counter_find(property);
         if (c)
                 v = field_value(&s->total, c);
         else if (k)
                 v = field_value(&s->kernel, k);
+        else if (b)
+                v = field_value(&s->budget, b);
         else if (strcmp(property, "Clients") == 0)
                 v = s->clients;
         else if (snapshot_counter_index(s, property) >= 0)
@@ -197,6 +221,9 @@ static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, 
         for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(kernel_counters); i++)
                 r = sd_bus_message_append(reply, "{st}", kernel_counters[i].name,
                                           field_value(&c->kernel, &kernel_counters[i]));
+        for (size_t i = 0; r >= 0 && i < BUDGET_CLIENT_COUNTERS; i++)
+                r = sd_bus_message_append(reply, "{st}", budget_counters[i].name,
+                                          field_value(&c->budget, &budget_counters[i]));
         for (size_t i = 0; r >= 0 && i < s->n_counters; i++)
                 if (s->counters[i]->per_client)
                         r = sd_bus_message_append(reply, "{st}", s->counters[i]->property, c->backend[i]);
@@ -388,6 +415,16 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("CollapsesFailed", manager_get_counter),
         COUNTER("KhugepagedCollapses", manager_get_counter),
         COUNTER("ThpSplits", manager_get_counter),
+        COUNTER("PromotionsSkippedHeadroom", manager_get_counter),
+        COUNTER("PromotionsSkippedPressure", manager_get_counter),
+        COUNTER("PromotionsSkippedBloat", manager_get_counter),
+        COUNTER("BloatBytes", manager_get_counter),
+        COUNTER("PressureLevel", manager_get_counter),
+        COUNTER("PressureEvents", manager_get_counter),
+        COUNTER("PressureTriggers", manager_get_counter),
+        COUNTER("PressureReleasedBytes", manager_get_counter),
+        COUNTER("PressureFirstReleaseNs", manager_get_counter),
+        COUNTER("MemAvailableBytes", manager_get_counter),
         SD_BUS_METHOD_WITH_NAMES("ListClients", NULL, , "a(uuso)", SD_BUS_PARAM(clients),
                                  method_list_clients, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetClientStats", "u", SD_BUS_PARAM(pid), "a{st}", SD_BUS_PARAM(stats),
@@ -449,6 +486,8 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
                 r = sd_bus_message_append(reply, "t", field_value(&c->s, k));
         else if (kk)
                 r = sd_bus_message_append(reply, "t", field_value(&c->kernel, kk));
+        else if (budget_counter_find(property))
+                r = sd_bus_message_append(reply, "t", field_value(&c->budget, budget_counter_find(property)));
         else if (snapshot_counter_index(s, property) >= 0)
                 r = sd_bus_message_append(reply, "t", c->backend[snapshot_counter_index(s, property)]);
         else if (strcmp(property, "Pid") == 0)
@@ -532,6 +571,12 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("CollapsesFailed"),
         CLIENT_COUNTER("KhugepagedCollapses"),
         CLIENT_COUNTER("ThpSplits"),
+        CLIENT_COUNTER("PromotionsSkippedHeadroom"),
+        CLIENT_COUNTER("PromotionsSkippedPressure"),
+        CLIENT_COUNTER("PromotionsSkippedBloat"),
+        CLIENT_COUNTER("BloatBytes"),
+        CLIENT_COUNTER("CgroupLimitBytes"),
+        CLIENT_COUNTER("CgroupRoomBytes"),
         SD_BUS_METHOD_WITH_NAMES("GetStats", NULL, , "a{st}", SD_BUS_PARAM(stats),
                                  client_method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,

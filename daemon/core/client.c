@@ -139,12 +139,14 @@ static void client_free(struct client *c)
                 c->next->prev = c->prev;
         m->nclients--;
         counters_add(&m->retired, &c->c);      /* the totals keep what it did */
+        m->bloat_pages -= c->bloat_pages < m->bloat_pages ? c->bloat_pages : m->bloat_pages;
         backends_client_gone(m, c);             /* e.g. its hugetlb pages go back to the pool */
         /* Closing the last reference to the uffd unregisters every range:
          * blocked faults retry as ordinary kernel faults. */
         client_fds_unref(c->fds);
         safe_close(c->sock);
         safe_close(c->maps_fd);
+        memcg_close(&c->memcg);
         range_set_deinit(&c->ranges);
         region_table_deinit(&c->regions);
         free(c);
@@ -180,6 +182,7 @@ void client_stats(struct client *c, struct hp_stats *s)
         s->reservations_released = c->c.reservations_released;
         s->ranges = c->ranges.n;
         s->threshold = c->policy.threshold;
+        uint64_t bloat = 0;
         for (size_t i = 0; i < c->regions.cap; i++) {
                 struct region *r = c->regions.slots[i];
                 if (!r)
@@ -189,8 +192,13 @@ void client_stats(struct client *c, struct hp_stats *s)
                         s->pages_reserved_unused += HP_REGION_PAGES - r->populated;
                 } else if (r->state == REGION_HUGE) {
                         s->regions_huge++;
+                        bloat += r->bloat;
                 }
         }
+        /* the running count, made exact again (regions unmapped or split
+         * since took their bloat with them) */
+        c->m->bloat_pages = c->m->bloat_pages - (c->bloat_pages < c->m->bloat_pages ? c->bloat_pages : c->m->bloat_pages) + bloat;
+        c->bloat_pages = bloat;
         s->fault_latency_p50_ns = histogram_quantile(&c->c.fault_latency_ns, 0.50);
         s->fault_latency_p99_ns = histogram_quantile(&c->c.fault_latency_ns, 0.99);
         s->promotion_latency_p50_ns = histogram_quantile(&c->c.promotion_latency_ns, 0.50);
@@ -230,10 +238,13 @@ void client_disconnect(struct client *c, const char *why)
                 }
                 log_info("client %d (%s) gone (%s): faults_served=%" PRIu64 " pages_populated=%" PRIu64
                          " promotions=%" PRIu64 " promotions_failed=%" PRIu64 " regions_huge=%" PRIu64
-                         " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64 "%s",
+                         " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64
+                         " bloat_pages=%" PRIu64 " skipped_headroom=%" PRIu64 " skipped_pressure=%" PRIu64
+                         " skipped_bloat=%" PRIu64 "%s",
                          c->pid, c->comm, why, s.faults_served, s.pages_populated, s.promotions,
                          s.promotions_failed, s.regions_huge, s.regions_reserved, s.fault_latency_p50_ns,
-                         s.fault_latency_p99_ns, tr);
+                         s.fault_latency_p99_ns, c->bloat_pages, c->c.skipped_headroom, c->c.skipped_pressure,
+                         c->c.skipped_bloat, tr);
         } else {
                 log_debug("client %d gone during handshake (%s)", c->pid, why);
         }
@@ -392,6 +403,10 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
                 return -ESRCH;  /* the maps opened may be of a process that reused the pid */
         if (watch_start(&m->loop, &c->w_pidfd, c->fds->pidfd, on_pidfd, c) < 0)
                 return -ENOMEM;
+        char cgwhy[160] = "";
+        if (memcg_open(&c->memcg, c->pid, cgwhy, sizeof(cgwhy)) < 0)
+                log_notice("client %d: %s: its promotions are not held to a cgroup limit", c->pid, cgwhy);
+        c->memcg.checked_ns = now_ns();
         limits_handshake_end(c);
         c->state = CLIENT_READY;
         trace_add_pid(m->trace, c->pid);

@@ -21,6 +21,7 @@
 #include "hugepaged-protocol.h"
 #include "limits.h"
 #include "loop.h"
+#include "memcg.h"
 #include "policy.h"
 #include "range.h"
 #include "region.h"
@@ -87,6 +88,8 @@ struct client {
         struct range_set ranges;
         struct region_table regions;
         struct counters c;      /* this client's; the daemon's totals add them up (client_totals) */
+        struct memcg memcg;     /* its memory cgroup: headroom before promotions */
+        uint64_t bloat_pages;   /* zero-filled pages of its huge regions now (recounted on each snapshot) */
         struct client_limits limits;    /* limits.c */
         void *backend[HP_RANGE_KINDS];  /* each backend's own state for this client, or NULL */
 };

@@ -45,10 +45,16 @@ static int arm(struct watch *w)
         struct io_uring_sqe *sqe = get_sqe(w->loop);
         if (!sqe)
                 return -EBUSY;
-        io_uring_prep_poll_multishot(sqe, w->fd, POLLIN);
+        io_uring_prep_poll_multishot(sqe, w->fd, w->events ? w->events : POLLIN);
         io_uring_sqe_set_data(sqe, w);
         w->armed = true;
         return 0;
+}
+
+int watch_start_events(struct loop *l, struct watch *w, int fd, unsigned events, watch_fn fn, void *data)
+{
+        w->events = events;
+        return watch_start(l, w, fd, fn, data);
 }
 
 int watch_start(struct loop *l, struct watch *w, int fd, watch_fn fn, void *data)

@@ -21,6 +21,7 @@ typedef void (*watch_stopped_fn)(struct watch *w);
 struct watch {
         struct loop *loop;
         int fd;
+        unsigned events;        /* poll mask; 0: POLLIN */
         watch_fn fn;
         watch_stopped_fn stopped;
         void *data;
@@ -41,8 +42,10 @@ struct loop {
 
 int loop_init(struct loop *l, unsigned entries);
 void loop_deinit(struct loop *l);
-/* Start polling w->fd for POLLIN. */
+/* Start polling w->fd for POLLIN (w->events, if set: watch_start_events). */
 int watch_start(struct loop *l, struct watch *w, int fd, watch_fn fn, void *data);
+/* The same for another poll mask (POLLPRI: a PSI trigger). */
+int watch_start_events(struct loop *l, struct watch *w, int fd, unsigned events, watch_fn fn, void *data);
 /*
  * Stop polling. If a poll was armed, `stopped` runs later from the loop
  * (the fd must stay open until then); otherwise it runs before this returns.

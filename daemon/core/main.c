@@ -32,6 +32,7 @@
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
+#include "pressure.h"
 #include "privs.h"
 #include "promote.h"
 #include "trace.h"
@@ -299,6 +300,7 @@ int main(int argc, char **argv)
                 .config_path = HUGEPAGED_DEFAULT_CONFIG,
                 .listen_fd = -1, .uffd_dev = -1, .signal_fd = -1, .heartbeat_fd = -1,
                 .limits = { .timer_fd = -1 },
+                .pressure = { .psi_fd = -1, .meminfo_fd = -1 },
         };
         struct config cfg;
         sigset_t mask;
@@ -355,6 +357,8 @@ int main(int argc, char **argv)
         if (m.listen_fd < 0)
                 return 1;
 
+        pressure_open(&m);      /* a PSI trigger needs root to arm */
+
         /* Everything that needs root is done: keep only what serving clients
          * needs (privs.c), before the first thread inherits more. */
         if (privs_drop() < 0)
@@ -382,7 +386,7 @@ int main(int argc, char **argv)
         }
         if (heartbeat_start(&m) < 0 || limits_start(&m) < 0)
                 return 1;
-        if (backends_start(&m) < 0)
+        if (backends_start(&m) < 0 || pressure_start(&m) < 0)
                 return 1;
 
         log_info("listening on %s%s (threshold %u, dense prediction %s, %u worker%s)", m.cfg.socket_path,
@@ -404,6 +408,7 @@ int main(int argc, char **argv)
         client_free_all(&m);
         heartbeat_stop(&m);
         limits_stop(&m);
+        pressure_stop(&m);
         manager_config_done(&m);
         return r < 0 ? 1 : r;
 }

@@ -27,6 +27,7 @@
 #include "hugepaged-protocol.h"
 #include "limits.h"
 #include "loop.h"
+#include "pressure.h"
 #include "stats.h"
 
 struct client;
@@ -57,6 +58,8 @@ struct manager {
         unsigned nclients;
         uint64_t next_client_id;
         struct counters retired;        /* of the clients gone; totals add the live ones (client_totals) */
+        uint64_t bloat_pages;           /* of every live client (their bloat_pages, recounted on snapshots) */
+        struct pressure pressure;       /* the host's memory pressure (pressure.c) */
 
         struct workq *pq;               /* promotion workers (promote.c) */
         void *backend[HP_RANGE_KINDS];  /* each backend's global state, or NULL (backend off) */

@@ -66,6 +66,9 @@ struct backend {
 
         /* The heartbeat (a few times a second). Optional. */
         void (*tick)(struct manager *m);
+        /* The memory pressure level changed (pressure.h): give back what it
+         * can, stop growing. Optional. */
+        void (*pressure)(struct manager *m, int level);
         /* The client is disconnecting: settle its counters (they are read
          * for the last time next). Optional. */
         void (*client_leaving)(struct client *c);

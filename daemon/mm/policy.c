@@ -34,6 +34,58 @@ bool policy_explicit(const struct policy_layers *l)
                l->admin.threshold || l->admin.max_window || l->admin.dense_predict >= 0;
 }
 
+bool policy_headroom_allows(uint64_t room, uint64_t charge, uint64_t future, uint64_t margin)
+{
+        if (room == UINT64_MAX)
+                return true;
+        if (room <= margin)
+                return false;
+        uint64_t left = room - margin;
+        return charge <= left && future <= left - charge;
+}
+
+uint64_t policy_margin(uint64_t limit, uint64_t margin_bytes, unsigned margin_percent)
+{
+        if (limit == UINT64_MAX)
+                return 0;
+        if (margin_percent)
+                return limit / 100 * margin_percent;
+        if (margin_bytes)
+                return margin_bytes;
+        uint64_t tenth = limit / 10, cap = 64ull << 20;
+        return tenth < cap ? tenth : cap;
+}
+
+uint64_t policy_future_4k(uint64_t managed_bytes, uint64_t regions_now, uint64_t regions_made,
+                          uint64_t pages_served)
+{
+        uint64_t regions = managed_bytes >> REGION_SHIFT;
+        if (regions <= regions_now || regions_made == 0)
+                return 0;
+        uint64_t per = pages_served / regions_made;
+        if (per > HP_REGION_PAGES)
+                per = HP_REGION_PAGES;
+        return (regions - regions_now) * per << PAGE_SHIFT_4K;
+}
+
+int policy_pressure_next(int cur, bool psi_fired, uint64_t available, uint64_t low, uint64_t since_cause_ns)
+{
+        int want = PRESSURE_NONE;
+
+        if (available < low / 2)
+                want = PRESSURE_HIGH;
+        else if (psi_fired || available < low)
+                want = PRESSURE_SOME;
+        if (want >= cur)
+                return want;
+        /* falling: one step at a time, after a calm spell, with room to spare
+         * (a quarter of the low mark, at most 512 MiB) */
+        uint64_t spare = low / 4 < (512ull << 20) ? low / 4 : (512ull << 20);
+        if (since_cause_ns >= PRESSURE_CALM_NS && available >= low + spare)
+                return cur - 1;
+        return cur;
+}
+
 static bool promoted(const struct region *r)
 {
         return r && r->state != REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE);

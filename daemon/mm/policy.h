@@ -90,6 +90,42 @@ unsigned policy_native_ahead(const struct region_table *t, uint64_t idx, uint64_
 #define POLICY_MAX_UNREGISTERED 256
 #define POLICY_NATIVE_AHEAD_MAX 16      /* regions handed over ahead of a stream */
 
+/*
+ * Cgroup headroom: a promotion that adds `charge` bytes goes ahead only if
+ * the room left under the client's cgroup limit (UINT64_MAX: no limit)
+ * still holds the margin, the charge, and `future`: what the client's
+ * managed memory may still take at 4 KiB (policy_future_4k). A program that
+ * fits at 4 KiB must never be pushed over its limit by a promotion.
+ */
+bool policy_headroom_allows(uint64_t room, uint64_t charge, uint64_t future, uint64_t margin);
+/* The margin under a limit: the configured size or share of the limit, or
+ * by default 10% of it or 64 MiB, whichever is less. */
+uint64_t policy_margin(uint64_t limit, uint64_t margin_bytes, unsigned margin_percent);
+/* What the regions of managed memory not touched yet may take at 4 KiB, at
+ * the density of those touched so far (pages served per region made). */
+uint64_t policy_future_4k(uint64_t managed_bytes, uint64_t regions_now, uint64_t regions_made,
+                          uint64_t pages_served);
+/* Bloat (zero-filled pages a promotion adds, the RFC's nr_thp_reserved): may
+ * `adding` more pages go on top of `now`, under `cap` pages (UINT64_MAX: no cap)? */
+static inline bool policy_bloat_allows(uint64_t now, uint64_t adding, uint64_t cap)
+{
+        return cap == UINT64_MAX || (adding <= cap && now <= cap - adding);
+}
+
+enum pressure_level {
+        PRESSURE_NONE,
+        PRESSURE_SOME,
+        PRESSURE_HIGH,
+};
+
+#define PRESSURE_CALM_NS (5000ull * 1000000ull)
+
+/* The memory pressure level (pressure.h) after `cur`, from the causes seen
+ * now (a PSI trigger, MemAvailable under `low`) and how long ago a cause was
+ * last seen: rises at once, falls one step after a calm spell with room to
+ * spare. */
+int policy_pressure_next(int cur, bool psi_fired, uint64_t available, uint64_t low, uint64_t since_cause_ns);
+
 /* May n more regions be handed to the kernel, with `unregistered` out now? */
 static inline bool policy_budget_allows(unsigned unregistered, unsigned n)
 {

@@ -303,13 +303,20 @@ static void job_apply(struct client *c, struct promote_job *j)
                 r->next_page = UINT16_MAX;
                 r->window = 0;
                 r->state = REGION_RESERVED;
+                r->flags &= ~REGION_F_DENSE;
                 c->c.promotions_failed++;
                 return;
         }
         /* Filled or natively faulted: every page is there either way. */
+        unsigned in_use = r->populated;
         region_fill(r);
         if (j->result == 0) {
                 r->state = REGION_HUGE;
+                /* what the promotion zero-filled; a region handed to the
+                 * kernel at a stream is the program's to fill */
+                r->bloat = (r->flags & REGION_F_DENSE) ? 0 : (uint16_t)(HP_REGION_PAGES - in_use);
+                c->bloat_pages += r->bloat;
+                c->m->bloat_pages += r->bloat;
                 c->c.promotions++;
                 histogram_add(&c->c.promotion_latency_ns, dt);
         } else {

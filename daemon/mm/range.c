@@ -80,6 +80,7 @@ int range_add(struct range_set *s, const struct range *r)
         memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof(*s->v));
         s->v[i] = *r;
         s->n++;
+        s->bytes += r->end - r->start;
         return 0;
 }
 
@@ -98,6 +99,7 @@ int64_t range_remove_span(struct range_set *s, uint64_t start, uint64_t end)
                 s->n++;
                 s->v[i].end = start;
                 s->v[i + 1].start = end;
+                s->bytes -= end - start;
                 return (int64_t)(end - start);
         }
         while (i < s->n && s->v[i].start < end) {
@@ -116,5 +118,6 @@ int64_t range_remove_span(struct range_set *s, uint64_t start, uint64_t end)
                         s->n--;
                 }
         }
+        s->bytes -= (uint64_t)removed;
         return removed;
 }

@@ -20,6 +20,7 @@ struct range {
 struct range_set {
         struct range *v;
         size_t n, cap;
+        uint64_t bytes;         /* the ranges' total size */
 };
 
 #define RANGE_SET_NULL ((struct range_set){ 0 })

@@ -30,6 +30,8 @@ enum {
         REGION_F_NO_PROMOTE = 1 << 0, /* promotion failed: stay at 4 KiB */
         REGION_F_GONE = 1 << 1,       /* unmapped or replaced while a worker had it */
         REGION_F_AHEAD = 1 << 2,      /* native, ahead of a sequential stream: maybe never touched */
+        REGION_F_HELD = 1 << 3,       /* a promotion was held back (headroom, pressure, bloat): counted once */
+        REGION_F_DENSE = 1 << 4,      /* handed to the kernel as dense (first fault, or ahead of a stream) */
 };
 
 struct region {
@@ -39,6 +41,7 @@ struct region {
         uint16_t populated;     /* bits set in `bits` */
         uint16_t next_page;     /* page after the last served window (sequential detection) */
         uint16_t window;        /* size of the last served window, pages */
+        uint16_t bloat;         /* HUGE: pages its promotion zero-filled (512 - pages in use then) */
         uint64_t bits[HP_REGION_PAGES / 64];
 };
 

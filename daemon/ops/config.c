@@ -251,6 +251,28 @@ static int parse_size_or_percent(const struct config_item *it, const char *v, vo
         return 0;
 }
 
+static int parse_cap(const struct config_item *it, const char *v, void *dst, char *why)
+{
+        struct config_cap *c = dst;
+        double pct;
+        uint64_t n;
+
+        if (!v[0]) {    /* empty: no cap */
+                *c = (struct config_cap){ 0 };
+                return 0;
+        }
+        if (parse_percent(v, &pct) == 0) {
+                if (pct < 0 || pct > 1000 || pct != floor(pct))
+                        return why_set(why, "%s is not a whole percentage in 0%%..1000%%", v);
+                *c = (struct config_cap){ .set = true, .percent = (unsigned)pct, .is_percent = true };
+                return 0;
+        }
+        if (config_parse_size(v, &n) < 0)
+                return why_set(why, "'%s' is neither a size (512M, 0) nor a percentage (50%%)", v);
+        *c = (struct config_cap){ .set = true, .bytes = n };
+        return 0;
+}
+
 static int parse_bool(const struct config_item *it, const char *v, void *dst, char *why)
 {
         if (config_parse_bool(v, dst) < 0)
@@ -353,6 +375,10 @@ static const struct config_item items[] = {
         ITEM("Budgets", "HandshakeTimeoutSec", parse_uint, C(handshake_timeout_sec), .lo = 1, .hi = 3600),
         ITEM("Budgets", "MaxRequestsPerSecond", parse_uint, C(max_request_rate), .lo = 0, .hi = 1000000),
         ITEM("Budgets", "MaxHugePerClient", parse_size_or_percent, C(huge_per_client)),
+        ITEM("Budgets", "HeadroomMargin", parse_size_or_percent, C(headroom_margin)),
+        ITEM("Budgets", "MaxBloat", parse_cap, C(max_bloat)),
+        ITEM("Budgets", "MaxBloatPerClient", parse_cap, C(max_bloat_per_client)),
+        ITEM("Pressure", "LowMemAvailable", parse_size_or_percent, C(low_mem_available)),
 };
 #undef C
 
@@ -378,6 +404,7 @@ int config_init(struct config *c)
                 .dense_predict = true,
                 .max_window = 64,
                 .hugetlb_max = { .percent = 25 },
+                .low_mem_available = { .percent = 10 },
                 .max_clients = 4096,
                 .max_ranges = 65536,
                 .max_connections_per_user = 1024,

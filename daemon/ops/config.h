@@ -33,6 +33,15 @@ struct config_size {
         unsigned percent;       /* 1..100, or 0 when bytes is meant */
 };
 
+/* A cap that may be unset (no cap) or 0: a size, or a share of what the key
+ * measures against (documented per key). */
+struct config_cap {
+        bool set;
+        uint64_t bytes;
+        unsigned percent;       /* 0..1000, or 0 with bytes */
+        bool is_percent;
+};
+
 struct config {
         /* [Daemon] */
         char *socket_path;
@@ -60,6 +69,12 @@ struct config {
         unsigned handshake_timeout_sec;
         unsigned max_request_rate;      /* per client and second; 0: no limit */
         struct config_size huge_per_client;     /* hugetlb pages a client may be charged; 0: no limit */
+        struct config_size headroom_margin;     /* room kept under a cgroup limit; 0: min(10%, 64M) */
+        struct config_cap max_bloat;            /* zero-filled bytes of promoted regions, in total */
+        struct config_cap max_bloat_per_client; /* the same per client (percent: of its 4 KiB pages in use) */
+
+        /* [Pressure] */
+        struct config_size low_mem_available;   /* MemAvailable under this is pressure (percent: of MemTotal) */
 
         struct config_program *programs;
         size_t n_programs;

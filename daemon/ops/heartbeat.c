@@ -19,6 +19,7 @@
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
+#include "pressure.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -52,6 +53,10 @@ static void on_tick(struct watch *w, int revents)
 
         if (read(m->heartbeat_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "heartbeat timer: %m");
+        pressure_tick(m);
+        for (struct client *c = m->clients; c; c = c->next)
+                if (c->state == CLIENT_READY)
+                        memcg_recheck(&c->memcg, c->pid, now);
         heartbeat_publish(m);
         backends_tick(m);
         if (m->watchdog_usec && now - m->last_watchdog_ns >= m->watchdog_usec * 1000 / 2) {

@@ -89,6 +89,17 @@ struct snapshot *snapshot_take(struct manager *m)
                 e->policy_explicit = policy_explicit(&c->layers);
                 kernel_read(m->trace, c->pid, &e->kernel);
                 backends_read_counters(m, c, e->backend);
+                uint64_t limit;
+                e->budget = (struct snapshot_budget){
+                        .promotions_skipped_headroom = c->c.skipped_headroom,
+                        .promotions_skipped_pressure = c->c.skipped_pressure,
+                        .promotions_skipped_bloat = c->c.skipped_bloat,
+                        .bloat_bytes = c->bloat_pages << 12,    /* recounted by client_stats above */
+                };
+                e->budget.cgroup_room_bytes = memcg_room(&c->memcg, s->taken_ns, &limit);
+                e->budget.cgroup_limit_bytes = limit == UINT64_MAX ? 0 : limit;
+                if (e->budget.cgroup_room_bytes == UINT64_MAX)
+                        e->budget.cgroup_room_bytes = 0;
                 if (c->ranges.n) {
                         e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
                         if (!e->ranges)
@@ -126,6 +137,19 @@ struct snapshot *snapshot_take(struct manager *m)
         s->total.fault_latency_p99_ns = histogram_quantile(&t->fault_latency_ns, 0.99);
         s->total.promotion_latency_p50_ns = histogram_quantile(&t->promotion_latency_ns, 0.50);
         s->total.promotion_latency_p99_ns = histogram_quantile(&t->promotion_latency_ns, 0.99);
+        const struct pressure *p = &m->pressure;
+        s->budget = (struct snapshot_budget){
+                .promotions_skipped_headroom = t->skipped_headroom,
+                .promotions_skipped_pressure = t->skipped_pressure,
+                .promotions_skipped_bloat = t->skipped_bloat,
+                .bloat_bytes = m->bloat_pages << 12,
+                .pressure_level = p->level,
+                .pressure_events = p->events,
+                .pressure_triggers = p->triggers,
+                .pressure_released_bytes = p->released_bytes,
+                .pressure_first_release_ns = p->first_release_ns,
+                .mem_available_bytes = p->mem_available,
+        };
         free(t);
         s->total.threshold = m->cfg.threshold;
         s->threshold = m->cfg.threshold;

@@ -33,6 +33,22 @@ struct snapshot_kernel {
         uint64_t thp_splits;
 };
 
+/* Budgets and pressure, of one client or of all (0 where they do not apply). */
+struct snapshot_budget {
+        uint64_t promotions_skipped_headroom;   /* held back: no room under the cgroup limit */
+        uint64_t promotions_skipped_pressure;   /* held back: memory pressure */
+        uint64_t promotions_skipped_bloat;      /* held back: a bloat cap */
+        uint64_t bloat_bytes;                   /* zero-filled by the promotions of huge regions now */
+        uint64_t cgroup_limit_bytes;            /* client: its tightest cgroup limit (0: none) */
+        uint64_t cgroup_room_bytes;             /* client: room left under it when last read */
+        uint64_t pressure_level;                /* manager: 0 none, 1 some, 2 high */
+        uint64_t pressure_events;               /* manager: rises from none */
+        uint64_t pressure_triggers;             /* manager: PSI triggers seen */
+        uint64_t pressure_released_bytes;       /* manager: given back because of pressure */
+        uint64_t pressure_first_release_ns;     /* manager: the last rise to its first release */
+        uint64_t mem_available_bytes;           /* manager: MemAvailable when last read */
+};
+
 struct snapshot_client {
         uint64_t id;            /* the daemon's client id: newest wins for a pid */
         pid_t pid;
@@ -41,6 +57,7 @@ struct snapshot_client {
         char exe[64];           /* basename of /proc/PID/exe at connect time */
         struct hp_stats s;      /* s.threshold: the client's default threshold */
         struct snapshot_kernel kernel;
+        struct snapshot_budget budget;
         uint64_t backend[BACKEND_COUNTERS_MAX];        /* the backends' counters (snapshot.counters) */
         uint32_t max_window;
         bool dense_predict;
@@ -63,6 +80,7 @@ struct snapshot {
         uint64_t backend[BACKEND_COUNTERS_MAX];
         bool tracing;                   /* in-kernel tracing runs */
         struct snapshot_kernel kernel;  /* of every process ever traced */
+        struct snapshot_budget budget;
         /* The configuration in force. */
         char config_file[256];
         uint32_t threshold, max_window;

@@ -63,6 +63,10 @@ void counters_add(struct counters *dst, const struct counters *src)
         dst->promotions += src->promotions;
         dst->promotions_failed += src->promotions_failed;
         dst->reservations_released += src->reservations_released;
+        dst->regions_made += src->regions_made;
+        dst->skipped_headroom += src->skipped_headroom;
+        dst->skipped_pressure += src->skipped_pressure;
+        dst->skipped_bloat += src->skipped_bloat;
         histogram_merge(&dst->fault_latency_ns, &src->fault_latency_ns);
         histogram_merge(&dst->promotion_latency_ns, &src->promotion_latency_ns);
 }

@@ -28,6 +28,10 @@ struct counters {
         uint64_t promotions;
         uint64_t promotions_failed;
         uint64_t reservations_released;
+        uint64_t regions_made;                  /* reservation records made (density of use) */
+        uint64_t skipped_headroom;              /* promotions held back: the cgroup had no room */
+        uint64_t skipped_pressure;              /* ... memory pressure */
+        uint64_t skipped_bloat;                 /* ... a bloat cap */
         struct histogram fault_latency_ns;
         struct histogram promotion_latency_ns;
 };

@@ -77,7 +77,11 @@ def test():
             "clients", "ranges"]
     kernel = ["tracing", "kernel_faults", "kernel_fault_latency_p50_ns", "kernel_fault_latency_p99_ns",
               "collapses_ok", "collapses_mapped", "collapses_failed", "khugepaged_collapses", "thp_splits"]
-    expect(list(stats) == keys + kernel, "stats --json has the DESIGN.md counters, then the kernel's")
+    budget = ["promotions_skipped_headroom", "promotions_skipped_pressure", "promotions_skipped_bloat",
+              "bloat_bytes", "pressure_level", "pressure_events", "pressure_triggers", "pressure_released_bytes",
+              "pressure_first_release_ns", "mem_available_bytes"]
+    expect(list(stats) == keys + kernel + budget,
+           "stats --json has the DESIGN.md counters, then the kernel's, then budgets and pressure")
     expect(stats["fault_latency_p50_ns"] > 0 and stats["fault_latency_p99_ns"] >= stats["fault_latency_p50_ns"],
            "fault latency percentiles are reported")
 

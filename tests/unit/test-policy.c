@@ -115,11 +115,75 @@ static void test_budget(void)
         assert(policy_threshold(7, &(struct policy){ .threshold = 64 }) == 7);
 }
 
+static void test_headroom(void)
+{
+        const uint64_t M = 1ull << 20;
+
+        /* no limit: always */
+        assert(policy_headroom_allows(UINT64_MAX, 2 * M, 1ull << 40, 0));
+        /* the charge, the margin and the future must all fit in the room */
+        assert(policy_headroom_allows(100 * M, 2 * M, 30 * M, 64 * M));
+        assert(!policy_headroom_allows(100 * M, 2 * M, 35 * M, 64 * M));
+        assert(!policy_headroom_allows(64 * M, 0, 0, 64 * M));          /* no room past the margin */
+        assert(!policy_headroom_allows(10 * M, 20 * M, 0, 0));
+        /* margins: 10% or 64 MiB, whichever is less, unless configured */
+        assert(policy_margin(768 * M, 0, 0) == 64 * M);
+        assert(policy_margin(256 * M, 0, 0) == 256 * M / 10);
+        assert(policy_margin(768 * M, 32 * M, 0) == 32 * M);
+        assert(policy_margin(1000 * M, 0, 5) == 50 * M);
+        assert(policy_margin(UINT64_MAX, 0, 0) == 0);
+        /* the future: untouched regions at the density seen so far */
+        assert(policy_future_4k(3072 * M, 0, 0, 0) == 0);               /* nothing seen yet */
+        assert(policy_future_4k(3072 * M, 536, 536, 536 * 70) == 1000ull * 70 * 4096);
+        assert(policy_future_4k(4 * M, 2, 2, 1024) == 0);               /* every region touched */
+        assert(policy_future_4k(6 * M, 1, 1, 5000) == 2ull * 512 * 4096);   /* at most 512 per region */
+        /* the S10 case: a 768 MiB limit, 3 GiB managed, 70 pages a region:
+         * promotions must stop while the rest still fits at 4 KiB */
+        uint64_t usage = 0, promoted = 0;
+        for (uint64_t r = 1; r <= 1536; r++) {
+                usage += 64 * 4096;     /* the pages up to the threshold */
+                uint64_t room = 768 * M - usage;
+                uint64_t future = policy_future_4k(3072 * M, r, r, r * 64);
+                if (policy_headroom_allows(room, (512 - 64) * 4096ull, future, policy_margin(768 * M, 0, 0))) {
+                        usage += (512 - 64) * 4096ull;
+                        promoted++;
+                } else
+                        usage += 6 * 4096;      /* the rest of its 70 at 4 KiB */
+        }
+        assert(promoted >= 50);                 /* >= 100 MiB huge */
+        assert(usage <= 768 * M);               /* and it fits */
+        /* bloat caps */
+        assert(policy_bloat_allows(0, 448, UINT64_MAX));
+        assert(!policy_bloat_allows(0, 1, 0));
+        assert(policy_bloat_allows(0, 0, 0));                           /* full regions under a cap of 0 */
+        assert(policy_bloat_allows(100, 400, 500) && !policy_bloat_allows(101, 400, 500));
+}
+
+static void test_pressure(void)
+{
+        const uint64_t G = 1ull << 30, calm = PRESSURE_CALM_NS;
+
+        assert(policy_pressure_next(PRESSURE_NONE, false, 8 * G, 2 * G, 0) == PRESSURE_NONE);
+        assert(policy_pressure_next(PRESSURE_NONE, true, 8 * G, 2 * G, 0) == PRESSURE_SOME);     /* PSI */
+        assert(policy_pressure_next(PRESSURE_NONE, false, 1.5 * G, 2 * G, 0) == PRESSURE_SOME); /* watermark */
+        assert(policy_pressure_next(PRESSURE_SOME, false, 0.5 * G, 2 * G, 0) == PRESSURE_HIGH);
+        /* falls one step at a time, only after a calm spell with room to spare */
+        assert(policy_pressure_next(PRESSURE_HIGH, false, 8 * G, 2 * G, calm - 1) == PRESSURE_HIGH);
+        assert(policy_pressure_next(PRESSURE_HIGH, false, 8 * G, 2 * G, calm) == PRESSURE_SOME);
+        assert(policy_pressure_next(PRESSURE_SOME, false, 8 * G, 2 * G, calm) == PRESSURE_NONE);
+        assert(policy_pressure_next(PRESSURE_SOME, false, 2 * G + 1, 2 * G, calm) == PRESSURE_SOME);
+        assert(policy_pressure_next(PRESSURE_SOME, false, 2 * G + (512ull << 20), 2 * G, calm) == PRESSURE_NONE);
+        /* no watermark (0): PSI alone */
+        assert(policy_pressure_next(PRESSURE_NONE, false, 0, 0, 0) == PRESSURE_NONE);
+}
+
 int main(void)
 {
         test_decisions();
         test_layers();
         test_budget();
+        test_headroom();
+        test_pressure();
         printf("policy: ok\n");
         return 0;
 }

@@ -30,6 +30,7 @@ int main(void)
         assert(range_add(&s, R(0x2000, 0x3000)) == 0);  /* touching is not overlapping */
         check_sorted(&s);
         assert(s.n == 4);
+        assert(s.bytes == 0x3000 + 0x4000);     /* 0x1000..0x4000 and 0x5000..0x9000 */
 
         assert(range_find(&s, 0x0fff) == NULL);
         assert(range_find(&s, 0x1000)->start == 0x1000);
@@ -49,19 +50,21 @@ int main(void)
         /* split the middle of a range */
         assert(range_remove_span(&s, 0x6000, 0x7000) == 0x1000);
         check_sorted(&s);
+        assert(s.bytes == 0x6000);
         assert(range_find(&s, 0x5fff)->end == 0x6000);
         assert(range_find(&s, 0x6000) == NULL);
         assert(range_find(&s, 0x7000)->start == 0x7000);
         /* a span covering several: trims head and tail, drops the middle */
         assert(range_remove_span(&s, 0x1800, 0x3800) == 0x2000);
         check_sorted(&s);
+        assert(s.bytes == 0x4000);
         assert(range_find(&s, 0x17ff)->end == 0x1800);
         assert(range_find(&s, 0x2000) == NULL);
         assert(range_find(&s, 0x3800)->start == 0x3800);
         /* nothing there */
         assert(range_remove_span(&s, 0xa000, 0xb000) == 0);
         assert(range_remove_span(&s, 0, 1ull << 50) > 0);
-        assert(s.n == 0);
+        assert(s.n == 0 && s.bytes == 0);
 
         /* many ranges in reverse order stay sorted */
         for (uint64_t i = 1000; i > 0; i--)
