@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """bench.py: the benchmark runner behind bench/run.sh (see BENCH.md).
 
-Runs every case (S1-S9) under the kernel's THP baselines (never, always,
+Runs every case (S1-S10) under the kernel's THP baselines (never, always,
 khugepaged) and under hugepaged-run, on the same unmodified workload
 (bench/hp-bench.c), repeats each run and takes the median, and prints one
 table: case, metric, baselines, hugepaged, ratio, target, PASS/MISS. The same
@@ -33,7 +33,7 @@ import time
 GiB = 1 << 30
 MiB = 1 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
+CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10"]
 
 # Sizes and durations per preset. full: BENCH.md's sizes (<= 15 min on 2
 # cores); quick: scaled down (<= 3 min); smoke: tiny, for the test suite only
@@ -42,15 +42,18 @@ PRESETS = {
     "full": dict(run_timeout=300, repeat=3, sparse=8 * GiB, dense=4 * GiB, mixed=8 * GiB, updates=10,
                  khugepaged_stop=120, forkfit_limit=4 * GiB, forkfit_child=2 * GiB,
                  forkfit_max=64, lat_size=64 * MiB, lat_size_many=16 * MiB, lat_clients=64,
-                 lat_threads=16, hugetlb=2 * GiB, scale_clients=256, scale_ranges=16, warm=10 * GiB),
+                 lat_threads=16, hugetlb=2 * GiB, scale_clients=256, scale_ranges=16, warm=10 * GiB,
+                 headroom_limit=768 * MiB, headroom_size=3 * GiB),
     "quick": dict(run_timeout=120, repeat=3, sparse=1 * GiB, dense=512 * MiB, mixed=1 * GiB, updates=1,
                   khugepaged_stop=10, forkfit_limit=1 * GiB, forkfit_child=512 * MiB,
                   forkfit_max=48, lat_size=16 * MiB, lat_size_many=4 * MiB, lat_clients=64,
-                  lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=2 * GiB),
+                  lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=2 * GiB,
+                  headroom_limit=768 * MiB, headroom_size=3 * GiB),
     "smoke": dict(run_timeout=120, repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
                   khugepaged_stop=1, forkfit_limit=256 * MiB, forkfit_child=64 * MiB,
                   forkfit_max=4, lat_size=8 * MiB, lat_size_many=4 * MiB, lat_clients=4,
-                  lat_threads=4, hugetlb=32 * MiB, scale_clients=8, scale_ranges=4, warm=256 * MiB),
+                  lat_threads=4, hugetlb=32 * MiB, scale_clients=8, scale_ranges=4, warm=256 * MiB,
+                  headroom_limit=128 * MiB, headroom_size=512 * MiB),
 }
 
 
@@ -277,6 +280,18 @@ class Cgroup:
     def _write(self, name, value):
         with open(os.path.join(self.path, name), "w") as f:
             f.write(value)
+
+    def oom_kills(self):
+        name = "memory.events" if self.v2 else "memory.oom_control"
+        try:
+            with open(os.path.join(self.path, name)) as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == "oom_kill":
+                        return int(v)
+        except OSError:
+            pass
+        return 0
 
     def close(self):
         if not self.path or not os.path.isdir(self.path):
@@ -548,6 +563,45 @@ class Bench:
                  note=f"limit {size_arg(limit)}, child {size_arg(child)}; hugepaged stopped by "
                       f"{counts['hugepaged'][1]}" + (" (at least this many fit)" if capped else ""))
 
+    def case_s10(self, d):
+        """BENCH.md S10: a memory cgroup, 70 random pages written in every
+        2 MiB region: fits at 4 KiB, not at 2 MiB; hugepaged must exit 0."""
+        limit, size = self.p["headroom_limit"], self.p["headroom_size"]
+        margin = min(limit // 10, 64 * MiB)
+        res = self.results.setdefault("S10", {"runs": {}, "median": {}})
+        for mode in ("never", "always", "hugepaged"):
+            cg = Cgroup(limit)
+            self.cgroups.append(cg)
+            try:
+                kills = cg.oom_kills()
+                log(f"  S10 {mode}: 70 pages per region of {size_arg(size)} in a {size_arg(limit)} cgroup")
+                r = self.run(mode, ["--per-region=70", "sparse", size_arg(size)], daemon=d, cgroup=cg)
+                r["oom_kills"] = cg.oom_kills() - kills
+            except RunTimeout as e:
+                log(f"  S10 {mode}: {e}")
+                res.setdefault("failures", []).append(str(e))
+                r = {"exit": None, "oom_kills": None}
+            finally:
+                cg.close()
+                self.cgroups.remove(cg)
+            res["runs"][mode] = [r]
+            res["median"][mode] = r
+        nv, al, hp = (res["median"][m] for m in ("never", "always", "hugepaged"))
+
+        def status(r):
+            return "killed" if r.get("oom_kills") else r.get("exit")
+        self.row("S10", "exit status (OOM kills)", {"never": status(nv), "always": status(al)}, status(hp), None,
+                 "", "hugepaged exits 0", check(lambda: hp["exit"] == 0 and hp["oom_kills"] == 0),
+                 note=f"limit {size_arg(limit)}, {size_arg(size)} mapped, 70 pages per 2 MiB region")
+        huge = hp.get("anon_huge_bytes")
+        want = 100 * MiB * limit // (768 * MiB)
+        self.row("S10", "huge bytes", {}, scale(huge, 1 / MiB), None, "", f">= {want // MiB} MiB",
+                 check(lambda: hp["exit"] == 0 and huge >= want), "MiB")
+        rss = hp.get("rss_bytes")
+        self.row("S10", "RSS vs the limit less the margin", {"never": scale(nv.get("rss_bytes"), 1 / MiB)},
+                 scale(rss, 1 / MiB), div(rss, limit - margin), "limit-margin", f"<= {(limit - margin) // MiB} MiB",
+                 check(lambda: hp["exit"] == 0 and rss <= limit - margin), "MiB")
+
     def case_s7(self, d):
         p = self.p
         configs = [(1, 1, p["lat_size"]), (p["lat_threads"], 1, p["lat_size_many"]),
@@ -725,7 +779,7 @@ class Bench:
                     "S2": lambda d: self.case_dense("S2", "dense-seq", d),
                     "S3": lambda d: self.case_dense("S3", "dense-rand", d),
                     "S4": self.case_s4, "S5": self.case_s5, "S6": self.case_s6, "S7": self.case_s7,
-                    "S8": self.case_s8, "S9": self.case_s9}
+                    "S8": self.case_s8, "S9": self.case_s9, "S10": self.case_s10}
         self.timing = {}
         for c in cases:
             log(f"{c}:")

@@ -425,9 +425,9 @@ int hp_conn_register_hugetlb(struct hp_conn *c, uint64_t addr, uint64_t length)
         return conn_range(c, HP_MSG_REGISTER, addr, length, 0, HP_RANGE_HUGETLB);
 }
 
-int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages)
+int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages, uint32_t flags)
 {
-        struct hp_hugetlb_req req = { .pages = pages };
+        struct hp_hugetlb_req req = { .pages = pages, .flags = flags };
         union hp_msg_buf buf;
 
         return hp_conn_call(c, HP_MSG_HUGETLB_RESERVE, &req, sizeof(req), &buf, HP_MSG_REPLY);

@@ -112,7 +112,7 @@ int hp_conn_unregister(struct hp_conn *c, uint64_t addr, uint64_t length);
 int hp_conn_register_hugetlb(struct hp_conn *c, uint64_t addr, uint64_t length);
 /* Have `pages` free 2 MiB huge pages in the pool for the next MAP_HUGETLB
  * mmap (0: that mmap failed, drop the request). c->error says why not. */
-int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages);
+int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages, uint32_t flags);
 int hp_conn_set_policy(struct hp_conn *c, uint32_t threshold, uint32_t flags);
 /* Wait until no promotion is in flight in the range (its VMAs are whole). */
 int hp_conn_sync(struct hp_conn *c, uint64_t addr, uint64_t length);

@@ -98,9 +98,15 @@ struct hp_range_req {
 struct hp_hugetlb_req {
         struct hp_header hdr;
         uint64_t pages;         /* 0..HP_HUGETLB_PAGES_MAX */
-        uint32_t flags;         /* must be 0 */
+        uint32_t flags;         /* HP_HUGETLB_* */
         uint32_t reserved;      /* must be 0 */
 };
+
+/* For a shared mapping (MAP_SHARED|MAP_HUGETLB, SHM_HUGETLB): the kernel
+ * reserves its pages at mmap, and the client keeps being charged for them
+ * until it is gone. pages 0: the last such request's mmap failed. */
+#define HP_HUGETLB_SHARED 1u
+#define HP_HUGETLB_FLAGS_ALL HP_HUGETLB_SHARED
 
 #define HP_HUGETLB_PAGES_MAX (1ull << 24)       /* 32 TiB of 2 MiB pages */
 
@@ -226,7 +232,7 @@ static inline int hp_range_check(uint64_t addr, uint64_t length, uint32_t thresh
  * or -ERANGE (more than HP_HUGETLB_PAGES_MAX pages). */
 static inline int hp_hugetlb_req_check(uint64_t pages, uint32_t flags, uint32_t reserved)
 {
-        if (flags != 0 || reserved != 0)
+        if ((flags & ~HP_HUGETLB_FLAGS_ALL) || reserved != 0)
                 return -EINVAL;
         if (pages > HP_HUGETLB_PAGES_MAX)
                 return -ERANGE;

@@ -6,7 +6,8 @@
  * Owns: the process's one connection to the daemon (made in the constructor),
  * the interposed mmap/mmap64/munmap/mremap, 2 MiB alignment of the mappings
  * it manages, the mapping of malloc.c's blocks (shim.h), and the hugetlb
- * backend: the pool request before a MAP_HUGETLB mmap and its registration.
+ * backend: the pool request before a MAP_HUGETLB mmap and its registration,
+ * and before a shared one (MAP_SHARED|MAP_HUGETLB, shmget SHM_HUGETLB).
  *
  * Must never: change what a call returns or how it fails unless it can keep
  * the promise (any doubt: behave exactly like libc's wrapper), allocate or
@@ -30,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -127,7 +130,7 @@ static int shim_register(void *addr, size_t len)
  * pages (it grows the pool within its budget); after it, register the range
  * so the daemon serves its faults. Returns 0 or -errno; under shim_lock.
  */
-static int shim_hugetlb_call(bool reserve, void *addr, size_t len, uint64_t pages)
+static int shim_hugetlb_call(bool reserve, void *addr, size_t len, uint64_t pages, uint32_t flags)
 {
         int r = -ENOTCONN;
 
@@ -135,7 +138,7 @@ static int shim_hugetlb_call(bool reserve, void *addr, size_t len, uint64_t page
                 return r;
         pthread_mutex_lock(&shim_lock);
         if (shim_is_managed()) {
-                r = reserve ? hp_conn_hugetlb_reserve(&shim_conn, pages)
+                r = reserve ? hp_conn_hugetlb_reserve(&shim_conn, pages, flags)
                             : hp_conn_register_hugetlb(&shim_conn, (uintptr_t)addr, len);
                 if (r < 0 && hp_conn_is_open(&shim_conn) && shim_debug_on && pages)
                         shim_debug("hugetlb: %s %zu bytes: %s", reserve ? "pool for" : "register",
@@ -156,7 +159,7 @@ static void *shim_mmap_hugetlb(void *addr, size_t len, int prot, int flags, bool
         int saved_errno = errno;
         size_t hlen = hp_round_up(len, HP_REGION_SIZE);
         uint64_t pages = hlen / HP_REGION_SIZE;
-        int r = shim_hugetlb_call(true, NULL, 0, pages);
+        int r = shim_hugetlb_call(true, NULL, 0, pages, 0);
         void *p;
 
         if (r < 0 && hugetlb_only)
@@ -166,7 +169,7 @@ static void *shim_mmap_hugetlb(void *addr, size_t len, int prot, int flags, bool
         if (p == MAP_FAILED) {
                 int e = errno;
                 if (r == 0)
-                        (void) shim_hugetlb_call(true, NULL, 0, 0);
+                        (void) shim_hugetlb_call(true, NULL, 0, 0, 0);
                 if (hugetlb_only)
                         e = saved_errno;
                 errno = e;
@@ -174,9 +177,70 @@ static void *shim_mmap_hugetlb(void *addr, size_t len, int prot, int flags, bool
         }
         /* Populated or locked by the mmap itself: nothing left to serve. */
         if (!(flags & (MAP_POPULATE | MAP_LOCKED)))
-                (void) shim_hugetlb_call(false, p, hlen, pages);
+                (void) shim_hugetlb_call(false, p, hlen, pages, 0);
         errno = saved_errno;
         return p;
+}
+
+/*
+ * Shared hugetlb memory (MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB, a SysV
+ * SHM_HUGETLB segment): the kernel reserves its pages when it is made, and
+ * fails with ENOMEM when the pool has too few. Ask the daemon for them first
+ * (it grows the pool within its budget and keeps the client charged while
+ * it lives); then the kernel decides, as it would without the daemon.
+ * Nothing to register: the kernel serves the faults from the reservation.
+ */
+static int shim_hugetlb_shared_ask(size_t len)
+{
+        uint64_t pages = hp_round_up(len, HP_REGION_SIZE) / HP_REGION_SIZE;
+        return shim_hugetlb_call(true, NULL, 0, pages, HP_HUGETLB_SHARED);
+}
+
+static void shim_hugetlb_shared_failed(void)
+{
+        (void) shim_hugetlb_call(true, NULL, 0, 0, HP_HUGETLB_SHARED);
+}
+
+static bool shim_wants_shared_hugetlb_mmap(size_t len, int flags, int fd, off_t off)
+{
+        int huge = flags & (int)SHIM_MAP_HUGE_SIZE;
+
+        return fd == -1 && off == 0 && (flags & MAP_TYPE) == MAP_SHARED && (flags & MAP_ANONYMOUS) &&
+               (flags & MAP_HUGETLB) && (huge == 0 || huge == (int)SHIM_MAP_HUGE_2MB) &&
+               !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && len > 0 && len <= SIZE_MAX / 4;
+}
+
+static void *shim_mmap_hugetlb_shared(void *addr, size_t len, int prot, int flags)
+{
+        int saved_errno = errno;
+        int r = shim_hugetlb_shared_ask(len);
+        void *p = raw_mmap(addr, len, prot, flags, -1, 0);
+
+        if (p == MAP_FAILED) {
+                int e = errno;
+                if (r == 0)
+                        shim_hugetlb_shared_failed();
+                errno = e;
+                return p;
+        }
+        errno = saved_errno;
+        return p;
+}
+
+_public_ int shmget(key_t key, size_t size, int shmflg)
+{
+        bool ask = shim_is_managed() && !shim_inside && (shmflg & SHM_HUGETLB) && (shmflg & IPC_CREAT) && size > 0 &&
+                   size <= SIZE_MAX / 4;
+        int saved_errno = errno, r = ask ? shim_hugetlb_shared_ask(size) : -1;
+
+        errno = saved_errno;
+        long id = syscall(SYS_shmget, key, size, shmflg);
+        if (id < 0 && r == 0) {
+                int e = errno;
+                shim_hugetlb_shared_failed();
+                errno = e;
+        }
+        return (int)id;
 }
 
 static bool shim_wants_hugetlb_mmap(size_t len, int flags, int fd, off_t off)
@@ -371,6 +435,12 @@ _public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
         if (shim_wants_hugetlb_mmap(len, flags, fd, off)) {
                 shim_inside = true;
                 p = shim_mmap_hugetlb(addr, len, prot, flags, false);
+                shim_inside = false;
+                return p;
+        }
+        if (shim_wants_shared_hugetlb_mmap(len, flags, fd, off)) {
+                shim_inside = true;
+                p = shim_mmap_hugetlb_shared(addr, len, prot, flags);
                 shim_inside = false;
                 return p;
         }

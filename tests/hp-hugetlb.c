@@ -4,7 +4,7 @@
  * hugetlb tests (tests/integration/hugetlb.py). No hugepaged library: plain
  * mmap, which the preload shim sees when it runs under hugepaged-run.
  *
- *   hp-hugetlb [--noreserve] [--steal] [--plain] [--hold SEC] SIZE
+ *   hp-hugetlb [--noreserve] [--steal] [--plain] [--shared|--shm] [--hold SEC] SIZE
  *
  * Maps SIZE (a multiple of 2 MiB) private anonymous MAP_HUGETLB memory,
  * writes a pattern derived from each 4 KiB page's index into every page,
@@ -18,8 +18,12 @@
  * the shim's sight, so the daemon knows nothing of it) and touches it: the
  * free huge pages are gone before the first mapping's faults (a SIGBUS here
  * without someone growing the pool). --plain maps without MAP_HUGETLB (for
- * HUGEPAGED_BACKEND=hugetlb). --hold keeps the memory mapped for SEC
- * seconds after printing (for killing the daemon meanwhile).
+ * HUGEPAGED_BACKEND=hugetlb). --shared maps MAP_SHARED|MAP_ANONYMOUS|
+ * MAP_HUGETLB memory instead, --shm a SysV SHM_HUGETLB segment (shmget,
+ * shmat); with either, a forked child also writes every page's second word
+ * and the parent checks it sees them (fork_mismatches=). --hold keeps the
+ * memory mapped for SEC seconds after printing (for killing the daemon
+ * meanwhile).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -29,8 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PAGE 4096ul
@@ -59,7 +66,7 @@ static long smaps_hugetlb(void)
 int main(int argc, char **argv)
 {
         int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB;
-        int steal = 0, hold = 0, i = 1;
+        int steal = 0, hold = 0, shm = 0, i = 1;
         char *end;
 
         for (; i < argc && argv[i][0] == '-'; i++) {
@@ -69,13 +76,17 @@ int main(int argc, char **argv)
                         steal = 1;
                 else if (!strcmp(argv[i], "--plain"))
                         flags &= ~MAP_HUGETLB;
+                else if (!strcmp(argv[i], "--shared"))
+                        flags = (flags & ~MAP_PRIVATE) | MAP_SHARED;
+                else if (!strcmp(argv[i], "--shm"))
+                        shm = 1;
                 else if (!strcmp(argv[i], "--hold") && i + 1 < argc)
                         hold = atoi(argv[++i]);
                 else
                         break;
         }
         if (i != argc - 1) {
-                fprintf(stderr, "usage: hp-hugetlb [--noreserve] [--steal] [--plain] [--hold SEC] SIZE (MiB with M, "
+                fprintf(stderr, "usage: hp-hugetlb [--noreserve] [--steal] [--plain] [--shared|--shm] [--hold SEC] SIZE (MiB with M, "
                         "a multiple of 2M)\n");
                 return 2;
         }
@@ -91,10 +102,25 @@ int main(int argc, char **argv)
         printf("pid=%d\nsize=%zu\n", (int)getpid(), len);
         fflush(stdout);
 
-        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
-        if (p == MAP_FAILED) {
-                printf("mmap_errno=%s\n", strerrorname_np(errno));
-                return 3;
+        char *p;
+        if (shm) {
+                int id = shmget(IPC_PRIVATE, len, IPC_CREAT | SHM_HUGETLB | 0600);
+                if (id < 0) {
+                        printf("mmap_errno=%s\n", strerrorname_np(errno));
+                        return 3;
+                }
+                p = shmat(id, NULL, 0);
+                shmctl(id, IPC_RMID, NULL);     /* gone with the last detach */
+                if (p == (void *)-1) {
+                        printf("mmap_errno=%s\n", strerrorname_np(errno));
+                        return 3;
+                }
+        } else {
+                p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+                if (p == MAP_FAILED) {
+                        printf("mmap_errno=%s\n", strerrorname_np(errno));
+                        return 3;
+                }
         }
         if (steal) {
                 char *q = (char *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
@@ -115,6 +141,22 @@ int main(int argc, char **argv)
                 /* the rest of the page is zero: it came from a zeroed source */
                 if (w[0] != pattern(k) || w[1] != 0 || w[PAGE / 8 - 1] != 0)
                         bad++;
+        }
+        if (shm || (flags & MAP_SHARED)) {
+                /* shared: what a forked child writes, the parent sees */
+                pid_t c = fork();
+                if (c == 0) {
+                        for (uint64_t k = 0; k < n; k++)
+                                ((uint64_t *)(p + k * PAGE))[1] = ~pattern(k);
+                        _exit(0);
+                }
+                int st = 0;
+                uint64_t fbad = c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : n;
+                for (uint64_t k = 0; k < n && !fbad; k++)
+                        if (((uint64_t *)(p + k * PAGE))[1] != ~pattern(k) || *(uint64_t *)(p + k * PAGE) != pattern(k))
+                                fbad++;
+                printf("fork_mismatches=%llu\n", (unsigned long long)fbad);
+                bad += fbad;
         }
         printf("mismatches=%llu\nhugetlb_bytes=%ld\n", (unsigned long long)bad, smaps_hugetlb());
         fflush(stdout);

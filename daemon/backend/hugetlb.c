@@ -51,6 +51,9 @@
 /* Per client: client->backend[HP_RANGE_HUGETLB], from its first hugetlb request on. */
 struct client_hugetlb {
         uint64_t pending;       /* pages of the last HUGETLB_RESERVE, not registered yet */
+        uint64_t shared;        /* pages of its shared mappings (HP_HUGETLB_SHARED): charged until it is gone */
+        uint64_t shared_asked;  /* a shared request waiting on the pool, charged meanwhile */
+        uint64_t shared_last;   /* the last shared request granted (taken back if its mmap failed) */
         uint64_t faults;        /* hugetlb faults served */
         uint64_t prefilled;     /* pages filled ahead of a stream by the fill threads */
         unsigned jobs;          /* requests waiting on the pool thread */
@@ -136,7 +139,7 @@ static uint64_t ranges_pages(const struct client *c)
 static uint64_t client_pages(const struct client *c)
 {
         const struct client_hugetlb *h = state_of(c);
-        return h ? ranges_pages(c) + h->pending : 0;
+        return h ? ranges_pages(c) + h->pending + h->shared + h->shared_asked : 0;
 }
 
 static uint64_t charged_total(struct manager *m)
@@ -384,13 +387,22 @@ static void hugetlb_reserve(struct client *c, const void *msg)
                 client_reply(c, req->hdr.seq, -ENOMEM, "out of memory");
                 return;
         }
+        bool shared = req->flags & HP_HUGETLB_SHARED;
         if (req->pages == 0) {          /* the mmap it was for failed */
-                h->pending = 0;
+                if (shared) {
+                        h->shared -= h->shared_last < h->shared ? h->shared_last : h->shared;
+                        h->shared_last = 0;
+                } else
+                        h->pending = 0;
                 client_reply(c, req->hdr.seq, 0, NULL);
                 maybe_shrink(m);
                 return;
         }
-        uint64_t cap = client_cap_pages(m), have = ranges_pages(c);
+        if (shared && h->shared_asked) {
+                client_reply(c, req->hdr.seq, -EBUSY, "a shared hugetlb request is already waiting");
+                return;
+        }
+        uint64_t cap = client_cap_pages(m), have = ranges_pages(c) + h->shared;
         if (cap && (req->pages > cap || have > cap - req->pages)) {
                 snprintf(why, sizeof(why), "%" PRIu64 " huge pages asked, %" PRIu64 " held: over MaxHugePerClient= "
                          "(%" PRIu64 " pages)", req->pages, have, cap);
@@ -402,13 +414,18 @@ static void hugetlb_reserve(struct client *c, const void *msg)
                 return;
         }
         struct pool_job j = { .kind = POOL_RESERVE, .client_id = c->id, .seq = req->hdr.seq, .want = req->pages,
-                              .budget = budget_pages(m), .no_grow = pressure_level(m) != PRESSURE_NONE };
+                              .budget = budget_pages(m), .no_grow = pressure_level(m) != PRESSURE_NONE,
+                              .shared = shared };
         if (hugetlb_pool_queue(hb->pool, &j) < 0) {
                 client_reply(c, req->hdr.seq, -ENOMEM, "out of memory");
                 return;
         }
         h->jobs++;
-        h->pending = req->pages;        /* charged from now: a shrink must not take them */
+        /* charged from now: a shrink must not take them */
+        if (shared)
+                h->shared_asked = req->pages;
+        else
+                h->pending = req->pages;
 }
 
 /* MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB: the kernel's own hugetlbfs file */
@@ -483,8 +500,15 @@ static void pool_done(struct pool_job *j, void *data)
                 if (j->kind == POOL_RESERVE) {
                         if (h->jobs > 0)
                                 h->jobs--;
-                        if (j->result < 0)
+                        if (j->shared) {
+                                h->shared_last = j->result < 0 ? 0 : h->shared_asked;
+                                h->shared += h->shared_last;
+                                h->shared_asked = 0;
+                        } else if (j->result < 0)
                                 h->pending = 0;
+                        if (j->result < 0)
+                                log_notice("client %d (%s): %" PRIu64 " huge pages not to be had: %s", c->pid,
+                                           c->comm, j->want, j->why);
                         client_reply(c, j->seq, j->result, j->result < 0 ? j->why : NULL);
                 } else
                         fault_grown(c, h, j);

@@ -47,6 +47,7 @@ struct pool_job {
         uint64_t charged;       /* SHRINK: pages clients are charged for */
         uint64_t budget;        /* RESERVE, FAULT: HugetlbMaxSize= in pages */
         bool no_grow;           /* RESERVE: memory pressure: what is free may be had, nothing added */
+        bool shared;            /* RESERVE: for a shared mapping (HP_HUGETLB_SHARED) */
         uint64_t t0;            /* FAULT: when the fault was read */
         uint64_t got;           /* pages added (or, SHRINK, removed) by this job */
         int result;

@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 SKIP = 77
-CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
+CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10"]
 # the runs each case must have (keys of cases[C]["runs"])
 MODES = {
     "S1": ["never", "always", "hugepaged"],
@@ -22,6 +22,7 @@ MODES = {
     "S5": ["khugepaged"],
     "S6": ["never", "always", "hugepaged"],
     "S8": ["plain", "hugepaged"],
+    "S10": ["never", "always", "hugepaged"],
 }
 S7_MODES = ["never", "floor-block", "floor-busy", "hugepaged"]
 PROMOTING = ["S2", "S3", "S4", "S9"]     # cases whose memory is dense enough to promote

@@ -176,6 +176,24 @@ def crash(ctx):
     write_nr(0)
 
 
+def shared(ctx, d):
+    """MAP_SHARED|MAP_HUGETLB and SysV SHM_HUGETLB: the kernel reserves the
+    pages at mmap/shmget and fails with ENOMEM on an empty pool; the shim
+    asks the daemon first, and the pages go back once the program is gone."""
+    size = 32 * MiB
+    for mode in ("--shared", "--shm"):
+        plain = hptest.run([program(ctx), mode, f"{size // MiB}M"], timeout=60)
+        ctx.expect(plain.rc == 3 and plain.kv.get("mmap_errno") == "ENOMEM",
+                   f"shared {mode}: without the daemon an empty pool says {plain.kv.get('mmap_errno')}")
+        r = hptest.run(under_shim(ctx, d, [mode, f"{size // MiB}M"]), timeout=120)
+        ctx.expect(r.rc == 0 and r.int("mismatches") == 0 and r.int("fork_mismatches") == 0,
+                   f"shared {mode}: under the daemon it is made, data intact, a forked child's writes seen "
+                   f"(rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+        ctx.expect(r.rc == 0 and r.int("hugetlb_bytes") == size,
+                   f"shared {mode}: HugetlbPages {r.kv.get('hugetlb_bytes')} == {size}")
+        ctx.expect(wait_nr(0) == 0, f"shared {mode}: pool back to 0 pages after the program (nr_hugepages={read_nr()})")
+
+
 def policy(ctx, d):
     # the workload maps without MAP_HUGETLB; the policy makes it hugetlb
     size = 16 * MiB
@@ -206,6 +224,7 @@ def test(ctx):
         d = ctx.daemon()
         reserved(ctx, d)
         noreserve(ctx, d)
+        shared(ctx, d)
         policy(ctx, d)
         ctx.expect(d.stop() == 0, "the daemon exits 0")
         budget(ctx)

@@ -107,7 +107,9 @@ int main(void)
         hr.pages = ~0ull;
         assert(check(&hr, sizeof(hr)) == -ERANGE);
         hr.pages = 1;
-        hr.flags = 1;
+        hr.flags = HP_HUGETLB_SHARED;           /* a shared mapping's pages */
+        assert(check(&hr, sizeof(hr)) == HP_MSG_HUGETLB_RESERVE);
+        hr.flags = 2;                           /* unknown */
         assert(check(&hr, sizeof(hr)) == -EINVAL);
         hr.flags = 0;
         hr.reserved = 1;

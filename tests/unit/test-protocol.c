@@ -94,7 +94,8 @@ int main(void)
         assert(hp_hugetlb_req_check(HP_HUGETLB_PAGES_MAX, 0, 0) == 0);
         assert(hp_hugetlb_req_check(HP_HUGETLB_PAGES_MAX + 1, 0, 0) == -ERANGE);
         assert(hp_hugetlb_req_check(~0ull, 0, 0) == -ERANGE);
-        assert(hp_hugetlb_req_check(1, 1, 0) == -EINVAL);
+        assert(hp_hugetlb_req_check(1, HP_HUGETLB_SHARED, 0) == 0);
+        assert(hp_hugetlb_req_check(1, 2, 0) == -EINVAL);
         assert(hp_hugetlb_req_check(1, 0, 1) == -EINVAL);
         assert(hp_hugetlb_range_check(2ull << 20, 2ull << 20, 0) == 0);
         assert(hp_hugetlb_range_check(4ull << 20, 6ull << 20, 0) == 0);

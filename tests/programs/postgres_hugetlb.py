@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""PostgreSQL 15 with huge_pages=on and an empty hugetlb pool.
+
+Without hugepaged, `huge_pages=on` and vm.nr_hugepages=0 make the postmaster
+fail at start (its MAP_SHARED|MAP_HUGETLB mmap gets ENOMEM). Under
+hugepaged-run the shim asks the daemon for the pages first: PostgreSQL
+starts with its shared memory on 2 MiB pages (Shared_Hugetlb of the
+postmaster), `pgbench -i` and a short pgbench run pass, the balances of
+accounts, tellers and branches each equal the sum of the history, and once
+the server is stopped the pool is back at 0. vm.nr_hugepages is put back
+at the end, even on failure. The server runs as the postgres user in a
+private data directory, on a private port and socket directory.
+"""
+
+import atexit
+import os
+import pwd
+import time
+
+import progtest
+from progtest import Failure, Skip, hptest, log
+
+BIN = "/usr/lib/postgresql/15/bin"
+NR = "/proc/sys/vm/nr_hugepages"
+
+
+def read_nr():
+    with open(NR) as f:
+        return int(f.read())
+
+
+def write_nr(v):
+    with open(NR, "w") as f:
+        f.write(f"{v}\n")
+
+
+def as_postgres(argv):
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def wait_ready(ctx, sockdir, port, proc, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        r = hptest.run([f"{BIN}/pg_isready", "-h", sockdir, "-p", str(port)], timeout=30)
+        if r.rc == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def shared_hugetlb(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Shared_Hugetlb:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test(ctx):
+    for p in ("initdb", "postgres", "pg_ctl", "pg_isready", "pgbench", "psql"):
+        progtest.require_program(f"{BIN}/{p}" if p != "psql" else "psql", "postgresql-15")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise Skip("no postgres user (Debian package postgresql-15 creates it)")
+    if not os.path.exists("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        raise Skip("no 2 MiB huge pages in this kernel")
+    orig = read_nr()
+
+    def restore():
+        try:
+            write_nr(orig)
+        except OSError:
+            pass
+    atexit.register(restore)
+
+    base = os.path.join(ctx.tmp, "pg")
+    data, sockdir = os.path.join(base, "data"), os.path.join(base, "run")
+    os.makedirs(sockdir)
+    os.chown(base, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
+    os.chown(sockdir, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
+    r = hptest.run(as_postgres([f"{BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"]), timeout=300)
+    ctx.require(r.rc == 0, f"initdb (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+    port = progtest.free_port()
+    server = [f"{BIN}/postgres", "-D", data, "-c", "huge_pages=on", "-c", "shared_buffers=128MB",
+              "-c", f"port={port}", "-c", f"unix_socket_directories={sockdir}", "-c", "listen_addresses="]
+    log_path = os.path.join(base, "server.log")
+
+    write_nr(0)
+    ctx.require(read_nr() == 0, "the hugetlb pool can be emptied for the test")
+    # without the daemon: what PostgreSQL does on its own
+    plain = hptest.run(as_postgres(server), timeout=120)
+    ctx.expect(plain.rc != 0 and "could not map anonymous shared memory" in plain.err,
+               f"without hugepaged, huge_pages=on with an empty pool does not start (rc {plain.rc})")
+
+    d = ctx.daemon("--group", "postgres")
+    logf = open(log_path, "w")
+    proc = hptest.spawn(as_postgres([ctx.paths.run, "--socket", d.socket, "--debug", "--", *server]),
+                        stdout=logf, stderr=logf)
+    logf.close()
+    try:
+        ready = wait_ready(ctx, sockdir, port, proc)
+        ctx.require(ready, "under hugepaged-run it starts with huge_pages=on and the pool empty at start:\n"
+                    + hptest.indent(open(log_path).read()[-3000:]))
+        pm = int(open(os.path.join(data, "postmaster.pid")).readline())
+        huge = shared_hugetlb(pm)
+        ctx.expect(huge >= 128 << 20, f"its shared memory is on 2 MiB pages (Shared_Hugetlb {huge >> 20} MiB)")
+        pgb = [f"{BIN}/pgbench", "-h", sockdir, "-p", str(port), "-U", "postgres"]
+        r = hptest.run(as_postgres([*pgb, "-i", "-s", "4", "postgres"]), timeout=600)
+        ctx.expect(r.rc == 0, f"pgbench -i (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+        r = hptest.run(as_postgres([*pgb, "-c", "2", "-j", "2", "-T", "5", "postgres"]), timeout=600)
+        ctx.expect(r.rc == 0 and "number of failed transactions: 0" in r.out,
+                   f"pgbench, 2 clients for 5 s (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+        q = ("select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) "
+             "from pgbench_history), (select sum(tbalance) from pgbench_tellers) = (select coalesce(sum(delta), 0) "
+             "from pgbench_history), (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) "
+             "from pgbench_history), (select count(*) from pgbench_history) > 0")
+        r = hptest.run(as_postgres(["psql", "-h", sockdir, "-p", str(port), "-U", "postgres", "-AtX", "-c", q,
+                                    "postgres"]), timeout=120)
+        ctx.expect(r.rc == 0 and r.out.strip() == "t|t|t|t",
+                   f"balances of accounts, tellers and branches equal the history ({r.out.strip()!r})")
+    finally:
+        hptest.run(as_postgres([f"{BIN}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]), timeout=120)
+        if proc.poll() is None:
+            hptest.kill_tree(proc)
+        proc.wait()
+    end = time.monotonic() + 60
+    while read_nr() != 0 and time.monotonic() < end:
+        time.sleep(0.1)
+    ctx.expect(read_nr() == 0, f"once the server stopped the pool is back at 0 (nr_hugepages={read_nr()})")
+    log(open(log_path).read()[-1500:])
+    restore()
+
+
+if __name__ == "__main__":
+    hptest.main(test)
