@@ -178,6 +178,9 @@ def pressure_case(ctx):
     low = (mem_available() - 1536 * M) // (2 * M) * (2 * M)
     ctx.require(low > 1024 * M, f"enough memory for the pressure case ({mem_available() // M} MiB available)")
     d = daemon_with(ctx, "pressure", f"[Pressure]\nLowMemAvailable={low // M}M\n")
+    if os.path.exists("/proc/pressure/memory"):
+        ctx.expect("memory pressure: PSI trigger (" in d.log(),
+                   "the host has PSI: the daemon armed its trigger on /proc/pressure/memory")
     work = ["--per-region", "100", "--settle", "0", "sparse", "256M"]
 
     hog = hptest.spawn(["python3", "-c", "import sys, time\nb = bytearray(3 << 30)\nfor i in range(0, len(b), 4096):"

@@ -51,12 +51,17 @@ def wait_ready(ctx, sockdir, port, proc, timeout=60):
     return False
 
 
-def shared_hugetlb(pid):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
+def hugetlb_mapped(pid):
+    """Bytes of pid's mappings whose pages are 2 MiB (hugetlb)."""
+    total, size = 0, 0
+    with open(f"/proc/{pid}/smaps") as f:
         for line in f:
-            if line.startswith("Shared_Hugetlb:"):
-                return int(line.split()[1]) * 1024
-    return 0
+            k = line.split()
+            if k[0] == "Size:":
+                size = int(k[1]) * 1024
+            elif k[0] == "KernelPageSize:" and k[1] == "2048":
+                total += size
+    return total
 
 
 def test(ctx):
@@ -106,8 +111,9 @@ def test(ctx):
         ctx.require(ready, "under hugepaged-run it starts with huge_pages=on and the pool empty at start:\n"
                     + hptest.indent(open(log_path).read()[-3000:]))
         pm = int(open(os.path.join(data, "postmaster.pid")).readline())
-        huge = shared_hugetlb(pm)
-        ctx.expect(huge >= 128 << 20, f"its shared memory is on 2 MiB pages (Shared_Hugetlb {huge >> 20} MiB)")
+        huge, pool = hugetlb_mapped(pm), read_nr()
+        ctx.expect(huge >= 128 << 20 and pool * 2 >= huge >> 20,
+                   f"its shared memory is on 2 MiB pages ({huge >> 20} MiB mapped, the pool grown to {pool} pages)")
         pgb = [f"{BIN}/pgbench", "-h", sockdir, "-p", str(port), "-U", "postgres"]
         r = hptest.run(as_postgres([*pgb, "-i", "-s", "4", "postgres"]), timeout=600)
         ctx.expect(r.rc == 0, f"pgbench -i (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
