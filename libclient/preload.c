@@ -229,9 +229,17 @@ static void *shim_mmap_hugetlb_shared(void *addr, size_t len, int prot, int flag
 
 _public_ int shmget(key_t key, size_t size, int shmflg)
 {
+        /* SHM_HUGE_* encode the page size as MAP_HUGE_* do (HUGETLB_FLAG_ENCODE) */
+        int huge = (shmflg >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
         bool ask = shim_is_managed() && !shim_inside && (shmflg & SHM_HUGETLB) && (shmflg & IPC_CREAT) && size > 0 &&
-                   size <= SIZE_MAX / 4;
-        int saved_errno = errno, r = ask ? shim_hugetlb_shared_ask(size) : -1;
+                   size <= SIZE_MAX / 4 && (huge == 0 || huge == 21);
+        int saved_errno = errno;
+
+        /* an existing segment takes no new pages: ask only for a new one */
+        if (ask && key != IPC_PRIVATE && syscall(SYS_shmget, key, 0, 0) >= 0)
+                ask = false;
+        errno = saved_errno;
+        int r = ask ? shim_hugetlb_shared_ask(size) : -1;
 
         errno = saved_errno;
         long id = syscall(SYS_shmget, key, size, shmflg);

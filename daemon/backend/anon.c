@@ -308,6 +308,7 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
         e = copy_window(c, r, rstart, page, n);
         if (e > 0) {
                 c->c.pages_populated += (unsigned)e;
+                client_bloat_drop(c, r);
                 if (r->state == REGION_HUGE)
                         r->state = REGION_RESERVED;
         } else {

@@ -338,8 +338,13 @@ static void hugetlb_fault(struct client *c, struct range *rg, uint64_t addr, uin
         bool again = e == -EEXIST && h->last_eexist == dst;
         if (e == -EEXIST)
                 h->last_eexist = dst;
-        if (e == -EEXIST && (again || hugetlb_pool_available(hb->pool) == 0) && pressure_level(c->m) == PRESSURE_NONE) {
+        if (e == -EEXIST && (again || hugetlb_pool_available(hb->pool) == 0)) {
                 h->last_eexist = 0;
+                if (pressure_level(c->m) != PRESSURE_NONE) {
+                        /* no growing now: what the kernel does without us */
+                        fail_open(c, dst, "memory pressure: the pool does not grow now");
+                        return;
+                }
                 struct pool_job j = { .kind = POOL_FAULT, .client_id = c->id, .addr = dst, .want = 1,
                                       .budget = budget_pages(c->m), .t0 = t0 };
                 if (hugetlb_pool_queue(hb->pool, &j) == 0)

@@ -152,6 +152,23 @@ static void client_free(struct client *c)
         free(c);
 }
 
+void client_bloat_add(struct client *c, struct region *r)
+{
+        if (r->state != REGION_HUGE)
+                return;
+        c->bloat_pages += r->bloat;
+        c->m->bloat_pages += r->bloat;
+}
+
+void client_bloat_drop(struct client *c, struct region *r)
+{
+        if (r->state != REGION_HUGE)
+                return;
+        uint64_t b = r->bloat;
+        c->bloat_pages -= b < c->bloat_pages ? b : c->bloat_pages;
+        c->m->bloat_pages -= b < c->m->bloat_pages ? b : c->m->bloat_pages;
+}
+
 void client_totals(struct manager *m, struct counters *ret)
 {
         *ret = m->retired;

@@ -112,6 +112,11 @@ void client_reply(struct client *c, uint32_t seq, int status, const char *text);
  * left registered or recorded. */
 int client_register_range(struct client *c, const struct range *rg, uint64_t mode, uint64_t ioctls, char *why,
                           size_t whylen);
+/* The bloat gauges (c->bloat_pages, m->bloat_pages): a HUGE region's bloat
+ * counts while it is huge and mapped; call _add once it is, _drop before it
+ * stops being either. */
+void client_bloat_add(struct client *c, struct region *r);
+void client_bloat_drop(struct client *c, struct region *r);
 /* Answer the SYNC requests whose span has no promotion in flight any more. */
 void client_syncs_check(struct client *c);
 /* The policy of c from its layers and the config in force (reload, SetPolicy). */

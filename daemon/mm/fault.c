@@ -105,12 +105,14 @@ static void span_region(struct region_table *t, struct region *r, void *ud)
         if (lo == rstart && hi == rend) {
                 if (r->state == REGION_RESERVED && r->populated < HP_REGION_PAGES)
                         s->c->c.reservations_released++;
+                client_bloat_drop(s->c, r);
                 region_remove(t, r);
                 return;
         }
         unsigned first = (unsigned)((lo - rstart) >> PAGE_SHIFT_4K);
         unsigned n = (unsigned)((hi - lo + HP_PAGE_SIZE - 1) >> PAGE_SHIFT_4K);
         region_clear(r, first, n);
+        client_bloat_drop(s->c, r);
         if (r->state == REGION_HUGE)
                 r->state = REGION_RESERVED;     /* the kernel split the THP */
         if (r->populated == 0 && !s->drop) {
@@ -174,6 +176,7 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
                                         uint64_t keep = nr2->idx;
                                         *nr2 = *r;
                                         nr2->idx = keep;
+                                        client_bloat_add(c, nr2);      /* the original's goes below */
                                 }
                         }
                         free(mv.v);

@@ -46,32 +46,66 @@ static int read_u64_fd(int fd, uint64_t *ret)
         return 0;
 }
 
+/* Is `name` one of the comma-separated controllers in ctrl? */
+static bool has_controller(const char *ctrl, const char *name)
+{
+        size_t n = strlen(name);
+        for (const char *p = ctrl; *p;) {
+                size_t len = strcspn(p, ",");
+                if (len == n && strncmp(p, name, n) == 0)
+                        return true;
+                p += len;
+                if (*p == ',')
+                        p++;
+        }
+        return false;
+}
+
+int memcg_parse_proc_cgroup(const char *text, bool v2, char *out, size_t outlen)
+{
+        for (const char *line = text; *line;) {
+                size_t len = strcspn(line, "\n");
+                const char *a = memchr(line, ':', len);
+                const char *b = a ? memchr(a + 1, ':', len - (size_t)(a + 1 - line)) : NULL;
+                if (b) {
+                        /* ID:CONTROLLERS:PATH; v2's is "0::PATH" */
+                        char ctrl[128];
+                        size_t clen = (size_t)(b - a - 1);
+                        if (clen < sizeof(ctrl)) {
+                                memcpy(ctrl, a + 1, clen);
+                                ctrl[clen] = '\0';
+                                bool match = v2 ? (a == line + 1 && line[0] == '0' && clen == 0)
+                                                : has_controller(ctrl, "memory");
+                                if (match) {
+                                        size_t n = len - (size_t)(b + 1 - line);
+                                        if (n >= outlen)
+                                                return -ENAMETOOLONG;
+                                        memcpy(out, b + 1, n);
+                                        out[n] = '\0';
+                                        return 0;
+                                }
+                        }
+                }
+                line += len;
+                if (*line == '\n')
+                        line++;
+        }
+        return -ENOENT;
+}
+
 /* The cgroup path of pid for v1's memory controller or v2's unified tree. */
 static int cgroup_of(pid_t pid, bool v2, char *out, size_t outlen)
 {
-        char file[64], line[512];
+        char file[64], text[4096];
         snprintf(file, sizeof(file), "/proc/%d/cgroup", (int)pid);
-        _cleanup_(fclosep_) FILE *f = fopen(file, "re");
-        if (!f)
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
                 return -errno;
-        while (fgets(line, sizeof(line), f)) {
-                char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
-                if (!b)
-                        continue;
-                *b = '\0';
-                const char *ctrl = a + 1, *path = b + 1;
-                bool match = v2 ? (strcmp(line, "0") == 0 && ctrl[0] == '\0')
-                                : (strcmp(ctrl, "memory") == 0 || strstr(ctrl, "memory,") || strstr(ctrl, ",memory"));
-                if (!match)
-                        continue;
-                size_t n = strcspn(path, "\n");
-                if (n >= outlen)
-                        return -ENAMETOOLONG;
-                memcpy(out, path, n);
-                out[n] = '\0';
-                return 0;
-        }
-        return -ENOENT;
+        ssize_t n = read(fd, text, sizeof(text) - 1);
+        if (n < 0)
+                return -errno;
+        text[n] = '\0';
+        return memcg_parse_proc_cgroup(text, v2, out, outlen);
 }
 
 static bool v2_has_memory(const char *mount)

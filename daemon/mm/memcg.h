@@ -29,6 +29,10 @@ struct memcg {
 
 #define MEMCG_NULL ((struct memcg){ .nlevels = 0 })
 
+/* Pure: the path of the memory cgroup in the text of /proc/PID/cgroup (v1:
+ * the line whose controllers include memory; v2: the "0::" line). 0,
+ * -ENOENT or -ENAMETOOLONG. */
+int memcg_parse_proc_cgroup(const char *text, bool v2, char *out, size_t outlen);
 /* Find and open pid's memory cgroup. 0 (nlevels may be 0: no limit), or
  * -errno with why set (the caller then treats it as no limit, and says so). */
 int memcg_open(struct memcg *g, pid_t pid, char *why, size_t whylen);

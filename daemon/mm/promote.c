@@ -315,8 +315,7 @@ static void job_apply(struct client *c, struct promote_job *j)
                 /* what the promotion zero-filled; a region handed to the
                  * kernel at a stream is the program's to fill */
                 r->bloat = (r->flags & REGION_F_DENSE) ? 0 : (uint16_t)(HP_REGION_PAGES - in_use);
-                c->bloat_pages += r->bloat;
-                c->m->bloat_pages += r->bloat;
+                client_bloat_add(c, r);
                 c->c.promotions++;
                 histogram_add(&c->c.promotion_latency_ns, dt);
         } else {

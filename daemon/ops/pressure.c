@@ -67,6 +67,8 @@ static void update(struct manager *m, bool psi_fired)
                 p->events++;
                 p->rise_ns = now;
         }
+        if (next < p->level)
+                p->last_cause_ns = now;         /* the next step down waits a calm spell of its own */
         log_notice("memory pressure %s -> %s (MemAvailable %" PRIu64 " MiB, low %" PRIu64 " MiB%s)",
                    level_names[p->level], level_names[next], p->mem_available >> 20, p->low_bytes >> 20,
                    psi_fired ? ", PSI trigger" : "");

@@ -174,6 +174,31 @@ def mem_available():
     raise hptest.Failure("no MemAvailable in /proc/meminfo")
 
 
+def hugetlb_under_pressure(ctx, d):
+    """The pool does not grow under pressure: a MAP_HUGETLB program gets what
+    the kernel gives it without the daemon, and never waits for ever."""
+    prog, nr = os.environ.get("HP_HUGETLB", ""), "/proc/sys/vm/nr_hugepages"
+    if not prog or not os.path.exists(nr):
+        hptest.log("hugetlb under pressure: no hp-hugetlb or no 2 MiB huge pages; left out")
+        return
+    with open(nr) as f:
+        orig = int(f.read())
+    try:
+        with open(nr, "w") as f:
+            f.write("0\n")
+        for args, label in ((["32M"], "reserved"), (["--noreserve", "32M"], "MAP_NORESERVE")):
+            plain = hptest.run([prog, *args], timeout=60)
+            r = hptest.run([ctx.paths.run, "--socket", d.socket, "--", prog, *args], timeout=60)
+            ctx.expect(r.rc == plain.rc and r.kv.get("mmap_errno") == plain.kv.get("mmap_errno"),
+                       f"under pressure, hugetlb {label}: as without the daemon (rc {r.rc} vs {plain.rc}, "
+                       f"{r.kv.get('mmap_errno')} vs {plain.kv.get('mmap_errno')})")
+        with open(nr) as f:
+            ctx.expect(int(f.read()) == 0, "under pressure the hugetlb pool did not grow")
+    finally:
+        with open(nr, "w") as f:
+            f.write(f"{orig}\n")
+
+
 def pressure_case(ctx):
     low = (mem_available() - 1536 * M) // (2 * M) * (2 * M)
     ctx.require(low > 1024 * M, f"enough memory for the pressure case ({mem_available() // M} MiB available)")
@@ -197,6 +222,7 @@ def pressure_case(ctx):
         ctx.expect(stats.get("promotions", -1) == 0 and stats.get("skipped_pressure", 0) > 0,
                    f"under pressure: no promotion ({stats.get('promotions')}), "
                    f"{stats.get('skipped_pressure')} regions held back for pressure")
+        hugetlb_under_pressure(ctx, d)
     finally:
         hptest.kill_tree(hog)
         hog.wait()
