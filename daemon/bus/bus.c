@@ -90,6 +90,39 @@ static int snapshot_missing(sd_bus_error *error)
 
 /* ---- org.hugepaged1.Manager -------------------------------------------------- */
 
+/* A Manager counter (type t) from a snapshot; false if property is none. */
+static bool manager_counter(const struct snapshot *s, const char *property, uint64_t *ret)
+{
+        const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
+        if (c)
+                *ret = field_value(&s->total, c);
+        else if (k)
+                *ret = field_value(&s->kernel, k);
+        else if (strcmp(property, "Clients") == 0)
+                *ret = s->clients;
+        else if (strcmp(property, "PoolChunks") == 0)
+                *ret = s->pool_chunks;
+        else if (strcmp(property, "PoolBytes") == 0)
+                *ret = s->pool_bytes;
+        else if (strcmp(property, "PressureLevel") == 0)
+                *ret = s->pressure_level;
+        else if (strcmp(property, "HugetlbPages") == 0)
+                *ret = s->hugetlb.pages;
+        else if (strcmp(property, "HugetlbFaults") == 0)
+                *ret = s->hugetlb.faults;
+        else if (strcmp(property, "HugetlbPrefilled") == 0)
+                *ret = s->hugetlb.prefilled;
+        else if (strcmp(property, "HugetlbPoolAdded") == 0)
+                *ret = s->hugetlb.pool_added;
+        else if (strcmp(property, "HugetlbPoolBase") == 0)
+                *ret = s->hugetlb.pool_base;
+        else if (strcmp(property, "HugetlbBudget") == 0)
+                *ret = s->hugetlb.budget;
+        else
+                return false;
+        return true;
+}
+
 static int manager_get_counter(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -99,31 +132,7 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
 
         if (!s)
                 return snapshot_missing(error);
-        const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
-        if (c)
-                v = field_value(&s->total, c);
-        else if (k)
-                v = field_value(&s->kernel, k);
-        else if (strcmp(property, "Clients") == 0)
-                v = s->clients;
-        else if (strcmp(property, "PoolChunks") == 0)
-                v = s->pool_chunks;
-        else if (strcmp(property, "PoolBytes") == 0)
-                v = s->pool_bytes;
-        else if (strcmp(property, "PressureLevel") == 0)
-                v = s->pressure_level;
-        else if (strcmp(property, "HugetlbPages") == 0)
-                v = s->hugetlb.pages;
-        else if (strcmp(property, "HugetlbFaults") == 0)
-                v = s->hugetlb.faults;
-        else if (strcmp(property, "HugetlbPrefilled") == 0)
-                v = s->hugetlb.prefilled;
-        else if (strcmp(property, "HugetlbPoolAdded") == 0)
-                v = s->hugetlb.pool_added;
-        else if (strcmp(property, "HugetlbPoolBase") == 0)
-                v = s->hugetlb.pool_base;
-        else if (strcmp(property, "HugetlbBudget") == 0)
-                v = s->hugetlb.budget;
+        (void)manager_counter(s, property, &v);
         r = sd_bus_message_append(reply, "t", v);
         snapshot_unref(s);
         return r;
@@ -240,6 +249,49 @@ static int method_get_client_stats(sd_bus_message *m, void *userdata, sd_bus_err
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = append_client_stats(reply, s, c);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        snapshot_unref(s);
+        return r;
+}
+
+/* One histogram as (name, count, sum in ns, [(bucket upper bound in ns, count)]):
+ * the non-empty buckets of stats.h, in order, counts not cumulative. */
+static int append_histogram(sd_bus_message *reply, const char *name, const struct histogram *h)
+{
+        int r = sd_bus_message_open_container(reply, 'r', "stta(tt)");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "stt", name, h->count, h->sum);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(tt)");
+        for (unsigned b = 0; r >= 0 && b < HIST_BUCKETS; b++)
+                if (h->bucket[b])
+                        r = sd_bus_message_append(reply, "(tt)", histogram_bucket_upper(b), (uint64_t)h->bucket[b]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int method_get_latency_histograms(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        sd_bus_message *reply = NULL;
+        int r;
+
+        if (!s)
+                return snapshot_missing(error);
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(stta(tt))");
+        if (r >= 0)
+                r = append_histogram(reply, "FaultLatency", &s->fault_latency_ns);
+        if (r >= 0)
+                r = append_histogram(reply, "PromotionLatency", &s->promotion_latency_ns);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
         if (r >= 0)
                 r = sd_bus_send(NULL, reply, NULL);
         sd_bus_message_unref(reply);
@@ -373,7 +425,8 @@ int bus_reply_command(struct bus_command *cmd)
         return sd_bus_reply_method_return(m, NULL);
 }
 
-#define COUNTER(name, getter) SD_BUS_PROPERTY(name, "t", getter, 0, 0)
+/* Counters and Tracing announce their changes: bus_emit_changes(), once per snapshot. */
+#define COUNTER(name, getter) SD_BUS_PROPERTY(name, "t", getter, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -405,7 +458,7 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("HugetlbBudget", manager_get_counter),
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
-        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
+        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         COUNTER("KernelFaults", manager_get_counter),
         COUNTER("KernelFaultLatencyP50Ns", manager_get_counter),
         COUNTER("KernelFaultLatencyP99Ns", manager_get_counter),
@@ -418,6 +471,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                  method_list_clients, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetClientStats", "u", SD_BUS_PARAM(pid), "a{st}", SD_BUS_PARAM(stats),
                                  method_get_client_stats, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetLatencyHistograms", NULL, , "a(stta(tt))", SD_BUS_PARAM(histograms),
+                                 method_get_latency_histograms, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("SetPolicy", "ua{sv}", SD_BUS_PARAM(pid) SD_BUS_PARAM(policy), NULL,
                                  , method_set_policy, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", NULL, NULL, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -461,6 +516,25 @@ static int client_lookup(const char *path, void *userdata, struct snapshot **ret
         return 0;
 }
 
+/* A Client counter (type t) from its snapshot entry; false if property is none. */
+static bool client_counter(const struct snapshot_client *c, const char *property, uint64_t *ret)
+{
+        const struct counter *k = counter_find(property), *kk = kernel_counter_find(property);
+        if (k && strcmp(property, "Ranges") != 0)
+                *ret = field_value(&c->s, k);
+        else if (kk)
+                *ret = field_value(&c->kernel, kk);
+        else if (strcmp(property, "HugetlbPages") == 0)
+                *ret = c->hugetlb_pages;
+        else if (strcmp(property, "HugetlbFaults") == 0)
+                *ret = c->hugetlb_faults;
+        else if (strcmp(property, "HugetlbPrefilled") == 0)
+                *ret = c->hugetlb_prefilled;
+        else
+                return false;
+        return true;
+}
+
 static int client_get(sd_bus *bus, const char *path, const char *interface, const char *property,
                       sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -470,17 +544,9 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
         if (r < 0)
                 return r;
 
-        const struct counter *k = counter_find(property), *kk = kernel_counter_find(property);
-        if (k && strcmp(property, "Ranges") != 0)
-                r = sd_bus_message_append(reply, "t", field_value(&c->s, k));
-        else if (kk)
-                r = sd_bus_message_append(reply, "t", field_value(&c->kernel, kk));
-        else if (strcmp(property, "HugetlbPages") == 0)
-                r = sd_bus_message_append(reply, "t", c->hugetlb_pages);
-        else if (strcmp(property, "HugetlbFaults") == 0)
-                r = sd_bus_message_append(reply, "t", c->hugetlb_faults);
-        else if (strcmp(property, "HugetlbPrefilled") == 0)
-                r = sd_bus_message_append(reply, "t", c->hugetlb_prefilled);
+        uint64_t v;
+        if (client_counter(c, property, &v))
+                r = sd_bus_message_append(reply, "t", v);
         else if (strcmp(property, "Pid") == 0)
                 r = sd_bus_message_append(reply, "u", (uint32_t)c->pid);
         else if (strcmp(property, "Uid") == 0)
@@ -528,7 +594,7 @@ static int client_method_get_stats(sd_bus_message *m, void *userdata, sd_bus_err
         return r;
 }
 
-#define CLIENT_COUNTER(name) SD_BUS_PROPERTY(name, "t", client_get, 0, 0)
+#define CLIENT_COUNTER(name) SD_BUS_PROPERTY(name, "t", client_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable client_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -553,7 +619,7 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("PromotionLatencyP99Ns"),
         CLIENT_COUNTER("RegionsHuge"),
         CLIENT_COUNTER("ReservationsReleased"),
-        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
+        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         CLIENT_COUNTER("HugetlbPages"),
         CLIENT_COUNTER("HugetlbFaults"),
         CLIENT_COUNTER("HugetlbPrefilled"),
@@ -632,6 +698,70 @@ int bus_emit_client_event(sd_bus *bus, const struct bus_event *e)
                 return sd_bus_emit_signal(bus, BUS_PATH, BUS_MANAGER_IFACE, "ClientAdded", "uso", (uint32_t)e->pid,
                                           e->comm, path);
         return sd_bus_emit_signal(bus, BUS_PATH, BUS_MANAGER_IFACE, "ClientRemoved", "uo", (uint32_t)e->pid, path);
+}
+
+/*
+ * The names of vtable's change-announcing properties whose value differs
+ * between two snapshots (value(snapshot side, name, &v) reads a counter;
+ * Tracing is compared by tracing_old/new). NULL-terminated, in v; returns
+ * how many.
+ */
+static size_t changed_names(const sd_bus_vtable *vtable, bool (*value)(const void *, const char *, uint64_t *),
+                            const void *old, const void *new, bool tracing_old, bool tracing_new,
+                            const char **v, size_t max)
+{
+        size_t n = 0;
+        for (const sd_bus_vtable *p = vtable; p->type != _SD_BUS_VTABLE_END && n + 1 < max; p++) {
+                if (p->type != _SD_BUS_VTABLE_PROPERTY || !(p->flags & SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE))
+                        continue;
+                const char *name = p->x.property.member;
+                uint64_t a = 0, b = 0;
+                bool differs = strcmp(name, "Tracing") == 0
+                                       ? tracing_old != tracing_new
+                                       : value(old, name, &a) && value(new, name, &b) && a != b;
+                if (differs)
+                        v[n++] = name;
+        }
+        v[n] = NULL;
+        return n;
+}
+
+static bool manager_value(const void *s, const char *name, uint64_t *ret)
+{
+        return manager_counter(s, name, ret);
+}
+
+static bool client_value(const void *c, const char *name, uint64_t *ret)
+{
+        return client_counter(c, name, ret);
+}
+
+int bus_emit_changes(sd_bus *bus, const struct snapshot *old, const struct snapshot *new)
+{
+        const char *names[128];
+        char path[64];
+        int r = 0, k;
+
+        if (changed_names(manager_vtable, manager_value, old, new, old->tracing, new->tracing, names,
+                          ARRAY_SIZE(names)) > 0)
+                r = sd_bus_emit_properties_changed_strv(bus, BUS_PATH, BUS_MANAGER_IFACE, (char **)names);
+        /* Clients in both snapshots, the same connection: both sorted by pid. */
+        for (size_t i = 0, j = 0; i < old->n && j < new->n;) {
+                const struct snapshot_client *a = &old->v[i], *b = &new->v[j];
+                if (a->pid != b->pid) {
+                        a->pid < b->pid ? i++ : j++;
+                        continue;
+                }
+                i++, j++;
+                if (a->id != b->id || changed_names(client_vtable, client_value, a, b, old->tracing, new->tracing,
+                                                    names, ARRAY_SIZE(names)) == 0)
+                        continue;
+                client_path(b->pid, path, sizeof(path));
+                k = sd_bus_emit_properties_changed_strv(bus, path, BUS_CLIENT_IFACE, (char **)names);
+                if (k < 0 && r >= 0)
+                        r = k;
+        }
+        return r;
 }
 
 int bus_introspect(FILE *f)

@@ -117,6 +117,8 @@ struct snapshot *snapshot_take(struct manager *m)
         s->total.promotions = m->c.promotions;
         s->total.promotions_failed = m->c.promotions_failed;
         s->total.reservations_released = m->c.reservations_released;
+        s->fault_latency_ns = m->c.fault_latency_ns;
+        s->promotion_latency_ns = m->c.promotion_latency_ns;
         s->total.fault_latency_p50_ns = histogram_quantile(&m->c.fault_latency_ns, 0.50);
         s->total.fault_latency_p99_ns = histogram_quantile(&m->c.fault_latency_ns, 0.99);
         s->total.promotion_latency_p50_ns = histogram_quantile(&m->c.promotion_latency_ns, 0.50);

@@ -16,6 +16,7 @@
 
 #include "hugepaged-protocol.h"
 #include "hugetlb.h"
+#include "stats.h"
 
 struct manager;
 
@@ -57,6 +58,7 @@ struct snapshot {
         /* Global counters, names of DESIGN.md. Totals since start for the
          * event counters; current values for the state counters. */
         struct hp_stats total;
+        struct histogram fault_latency_ns, promotion_latency_ns;  /* of every client */
         uint64_t clients;
         uint64_t pool_chunks, pool_bytes, pressure_level;  /* no pool yet: 0 */
         struct hugetlb_stats hugetlb;   /* hugetlb.h */

@@ -13,12 +13,15 @@
 
 struct histogram {
         uint64_t count;
+        uint64_t sum;           /* of every value added (ns); wraps after 584 years */
         uint32_t bucket[HIST_BUCKETS];
 };
 
 void histogram_add(struct histogram *h, uint64_t ns);
 /* Value at quantile q (0..1): the upper bound of its bucket; 0 if empty. */
 uint64_t histogram_quantile(const struct histogram *h, double q);
+/* The largest value bucket b holds (values in it are <= this, > that of b-1). */
+uint64_t histogram_bucket_upper(unsigned b);
 
 /* Totals kept per client and summed globally; names as in DESIGN.md. */
 struct counters {
