@@ -25,6 +25,8 @@ packages=(
   sqlite3 redis-server redis-tools scdoc dbus libbpf-dev bpftool clang
   systemd man-db  # tests/dbus: systemd-analyze verify, systemd-sysusers, man -l
   libclang-rt-14-dev  # libFuzzer for ./test.sh --fuzz
+  prometheus  # promtool: tests/dbus/metrics.py
+  libseccomp-dev  # tests/dbus/hp-unit-sandbox.c: the unit's SystemCallFilter=
 )
 
 install_missing_packages() {

@@ -327,7 +327,12 @@ int main(int argc, char **argv)
         if (m.uffd_dev < 0)
                 return log_error_errno(errno, "cannot open /dev/userfaultfd (needs root and CONFIG_USERFAULTFD): %m"), 1;
         check_thp_mode();
+        uint64_t caps_saved;
+        if (privs_tracing_begin(&caps_saved) < 0)
+                return 1;
         trace_start(&m.trace);  /* logs whether it runs; the daemon works the same without */
+        if (privs_tracing_end(caps_saved) < 0)
+                return 1;
         m.zero_page = mmap(NULL, HP_REGION_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (m.zero_page == MAP_FAILED)
                 return log_error_errno(errno, "mmap: %m"), 1;
