@@ -265,6 +265,9 @@ static void on_done(struct watch *w, int revents)
         promote_drain_done(w->data);
 }
 
+/* When SIGTERM or SIGINT was read: the stop is logged with its duration. */
+static uint64_t stop_requested_ns;
+
 static void on_signal(struct watch *w, int revents)
 {
         struct manager *m = w->data;
@@ -273,6 +276,7 @@ static void on_signal(struct watch *w, int revents)
         while (read(m->signal_fd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                         log_info("signal %d: exiting", si.ssi_signo);
+                        stop_requested_ns = now_ns();
                         loop_exit(&m->loop, 0);
                 } else if (si.ssi_signo == SIGHUP) {
                         log_info("SIGHUP: reloading %s", m->config_path);
@@ -411,5 +415,8 @@ int main(int argc, char **argv)
         heartbeat_stop(&m);
         limits_stop(&m);
         manager_config_done(&m);
+        if (stop_requested_ns)
+                log_info("stopped %.1f ms after the signal; clients go on unmanaged",
+                         (double)(now_ns() - stop_requested_ns) / 1e6);
         return r < 0 ? 1 : r;
 }

@@ -90,6 +90,9 @@ def test(ctx):
                                        f"({stop_s * 1e3:.0f} ms)")
     ctx.expect(d.proc.returncode == 0, f"and exits 0 (got {d.proc.returncode})")
     ctx.expect(re.search(r"signal 15: exiting", d.log()) is not None, "its log says why it stopped")
+    inside = re.search(r"stopped ([0-9.]+) ms after the signal", d.log())
+    ctx.expect(inside is not None, "the daemon logs how long its stop took")
+    hptest.log(f"of which {inside.group(1) if inside else '?'} ms from reading the signal to the end of main()")
 
     for name, argv, p, out, err in runs:
         try:
