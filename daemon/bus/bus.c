@@ -265,7 +265,7 @@ static int append_histogram(sd_bus_message *reply, const char *name, const struc
                 r = sd_bus_message_append(reply, "stt", name, h->count, h->sum);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(tt)");
-        for (unsigned b = 0; r >= 0 && b < HIST_BUCKETS; b++)
+        for (unsigned b = 0; r >= 0 && b < HIST_USED_BUCKETS; b++)
                 if (h->bucket[b])
                         r = sd_bus_message_append(reply, "(tt)", histogram_bucket_upper(b), (uint64_t)h->bucket[b]);
         if (r >= 0)

@@ -10,6 +10,8 @@
 
 #define HIST_SUB 8
 #define HIST_BUCKETS (64 * HIST_SUB)
+/* Buckets a 64-bit value can land in; the rest stay empty. */
+#define HIST_USED_BUCKETS (62 * HIST_SUB)
 
 struct histogram {
         uint64_t count;
@@ -20,7 +22,8 @@ struct histogram {
 void histogram_add(struct histogram *h, uint64_t ns);
 /* Value at quantile q (0..1): the upper bound of its bucket; 0 if empty. */
 uint64_t histogram_quantile(const struct histogram *h, double q);
-/* The largest value bucket b holds (values in it are <= this, > that of b-1). */
+/* The largest value bucket b (< HIST_USED_BUCKETS) holds: values in it are
+ * <= this and > the bound of b-1. */
 uint64_t histogram_bucket_upper(unsigned b);
 
 /* Totals kept per client and summed globally; names as in DESIGN.md. */
