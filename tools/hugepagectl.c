@@ -816,6 +816,8 @@ static int get_histograms(sd_bus *bus, struct histogram_reply *v, size_t max, si
                 r = sd_bus_message_read(reply, "stt", &name, &count, &sum);
                 if (r >= 0)
                         r = sd_bus_message_enter_container(reply, 'a', "(tt)");
+                if (r < 0)
+                        break;
                 *h = (struct histogram_reply){ .count = count, .sum_ns = sum };
                 snprintf(h->name, sizeof(h->name), "%s", name);
                 n++;
