@@ -134,6 +134,7 @@ def test():
            f"once running it keeps CAP_SYS_PTRACE, CAP_SYS_NICE, CAP_KILL only ({st['CapEff']})")
     expect(bus.get("Tracing") is True, f"Tracing is true under the unit's confinement")
     w = Workload(daemon, d)
+    wait_for("the client's object", lambda: any(c[0] == w.pid for c in bus.clients()))
     expect(w.ask("touch 1") == "touched", "a client writes its memory")
     path = f"/org/hugepaged1/client/{w.pid}"
     faults = wait_for("the tracer to count the client's faults",
