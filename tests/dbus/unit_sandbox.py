@@ -11,7 +11,8 @@ is confined (Seccomp: 2, CapBnd: the unit's set, NoNewPrivs), keeps only
 CAP_SYS_PTRACE, CAP_SYS_NICE and CAP_KILL once running, shows Tracing true,
 and its tracer sees a client's faults (KernelFaults > 0). Control: the same
 sandbox without `bpf` in the allow list gives Tracing false, so the filter
-is really applied. Not reproduced: the mount namespace settings
+is really applied. hugepagectl confined like hugepaged-metrics.service (no
+capabilities, its filter, no network) writes the metrics file. Not reproduced: the mount namespace settings
 (ProtectSystem=, ProtectKernelTunables=, ...), DeviceAllow=, PrivateTmp=."""
 
 import os
@@ -140,6 +141,19 @@ def test():
     faults = wait_for("the tracer to count the client's faults",
                       lambda: bus.get("KernelFaults", path, "org.hugepaged1.Client"), timeout=10)
     expect(faults > 0, f"the tracer saw the client's faults (KernelFaults {faults})")
+    # hugepaged-metrics.service's confinement lets hugepagectl do its job.
+    metrics_unit = unit_settings(os.path.join(os.path.dirname(env_path("HP_UNIT_FILE")), "hugepaged-metrics.service"))
+    expect(metrics_unit.get("CapabilityBoundingSet") == [""] and metrics_unit.get("PrivateNetwork") == ["yes"],
+           "hugepaged-metrics.service has no capabilities and no network")
+    out = os.path.join(d, "hugepaged.prom")
+    r = subprocess.run(["unshare", "--net", "--", sandbox, "--caps", "", "--errno", "1", "--allow",
+                        ",".join(sorted(syscall_allow_list(metrics_unit["SystemCallFilter"]))), "--unix-only", "--",
+                        env_path("HUGEPAGECTL"), "--address", bus.address, "metrics", "--output", out],
+                       capture_output=True, text=True, timeout=60)
+    expect(r.returncode == 0 and os.path.exists(out), f"hugepagectl metrics --output works confined like "
+           f"hugepaged-metrics.service ({r.stderr.strip()})")
+    with open(out) as f:
+        expect(f"pid=\"{w.pid}\"" in f.read(), "and writes the client's metrics")
     w.exit()
     log([line for line in daemon.log().splitlines() if "tracing" in line or "capabilities" in line])
 
