@@ -26,6 +26,8 @@ packages=(
   postgresql-15 postgresql-client-15  # tests/programs/postgres_hugetlb.py
   systemd man-db  # tests/dbus: systemd-analyze verify, systemd-sysusers, man -l
   libclang-rt-14-dev  # libFuzzer for ./test.sh --fuzz
+  prometheus  # promtool: tests/dbus/metrics.py
+  libseccomp-dev  # tests/dbus/hp-unit-sandbox.c: the unit's SystemCallFilter=
 )
 
 install_missing_packages() {

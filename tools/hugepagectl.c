@@ -9,12 +9,15 @@
  * refused request is reported as such with a non-zero exit status.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <systemd/sd-bus.h>
 
 #define BUS_NAME "org.hugepaged1"
@@ -99,7 +102,8 @@ static int report_call_error(const sd_bus_error *e, int r, const char *what)
         return r < 0 ? r : -EIO;
 }
 
-static int get_all(sd_bus *bus, const char *path, const char *iface, struct props *ret)
+/* GetAll of iface at path; with gone_ok, a client that has gone is -ENOENT, silently. */
+static int get_all_flags(sd_bus *bus, const char *path, const char *iface, struct props *ret, bool gone_ok)
 {
         _cleanup_(msg_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -108,6 +112,11 @@ static int get_all(sd_bus *bus, const char *path, const char *iface, struct prop
         memset(ret, 0, sizeof(*ret));
         r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", &error, &reply,
                                "s", iface);
+        if (r < 0 && gone_ok && sd_bus_error_has_names(&error, "org.hugepaged1.Error.NoSuchClient",
+                                                         SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE)) {
+                sd_bus_error_free(&error);
+                return -ENOENT;
+        }
         if (r < 0) {
                 r = report_call_error(&error, r, "reading properties");
                 sd_bus_error_free(&error);
@@ -179,6 +188,11 @@ static int get_all(sd_bus *bus, const char *path, const char *iface, struct prop
                 return r;
         }
         return 0;
+}
+
+static int get_all(sd_bus *bus, const char *path, const char *iface, struct props *ret)
+{
+        return get_all_flags(bus, path, iface, ret, false);
 }
 
 /* ---- formatting ----------------------------------------------------------------- */
@@ -621,6 +635,369 @@ static int cmd_set_threshold(sd_bus *bus, const char *pidarg, const char *narg)
         return call_simple(bus, "set-threshold", "SetPolicy", m);
 }
 
+/* ---- metrics ---------------------------------------------------------------------- */
+
+/*
+ * `hugepagectl metrics`: every counter as a Prometheus metric. The names
+ * follow Prometheus' conventions: hugepaged_ prefix, _total for counters,
+ * base units (pages and huge pages in bytes, nanoseconds in seconds).
+ * Client metrics are hugepaged_client_* with pid, uid and comm labels.
+ */
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE };
+
+struct metric {
+        const char *property;   /* D-Bus property */
+        const char *name;       /* without the hugepaged_ prefix */
+        enum metric_type type;
+        enum { UNIT_ONE, UNIT_PAGES, UNIT_HUGE_PAGES, UNIT_NS } unit;
+        bool client;            /* also a Client property */
+        const char *help;
+};
+
+static const struct metric metrics[] = {
+        { "FaultsServed", "faults_served_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Page faults served through userfaultfd." },
+        { "PagesPopulated", "populated_bytes_total", METRIC_COUNTER, UNIT_PAGES, true,
+          "Memory populated by served faults." },
+        { "RegionsReserved", "regions_reserved", METRIC_GAUGE, UNIT_ONE, true,
+          "2 MiB regions reserved and not yet huge." },
+        { "PagesReservedUnused", "reserved_unused_bytes", METRIC_GAUGE, UNIT_PAGES, true,
+          "Memory reserved in those regions but not populated." },
+        { "Promotions", "promotions_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Regions promoted to a transparent huge page." },
+        { "PromotionsFailed", "promotions_failed_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Promotions that failed." },
+        { "RegionsHuge", "regions_huge", METRIC_GAUGE, UNIT_ONE, true, "Regions that are huge pages now." },
+        { "ReservationsReleased", "reservations_released_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Reservations released (unmapped or under memory pressure)." },
+        { "FaultLatencyP50Ns", "fault_latency_p50_seconds", METRIC_GAUGE, UNIT_NS, true,
+          "Median latency of served faults (upper bound of its bucket)." },
+        { "FaultLatencyP99Ns", "fault_latency_p99_seconds", METRIC_GAUGE, UNIT_NS, true,
+          "99th percentile latency of served faults (upper bound of its bucket)." },
+        { "PromotionLatencyP50Ns", "promotion_latency_p50_seconds", METRIC_GAUGE, UNIT_NS, true,
+          "Median latency of promotions (upper bound of its bucket)." },
+        { "PromotionLatencyP99Ns", "promotion_latency_p99_seconds", METRIC_GAUGE, UNIT_NS, true,
+          "99th percentile latency of promotions (upper bound of its bucket)." },
+        { "PoolChunks", "pool_chunks", METRIC_GAUGE, UNIT_ONE, false, "2 MiB chunks in the pool." },
+        { "PoolBytes", "pool_bytes", METRIC_GAUGE, UNIT_ONE, false, "Memory in the pool." },
+        { "PressureLevel", "pressure_level", METRIC_GAUGE, UNIT_ONE, false, "Memory pressure level (0 = none)." },
+        { "Clients", "clients", METRIC_GAUGE, UNIT_ONE, false, "Connected clients." },
+        { "Ranges", "ranges", METRIC_GAUGE, UNIT_ONE, false, "Registered address ranges." },
+        { "HugetlbPages", "hugetlb_bytes", METRIC_GAUGE, UNIT_HUGE_PAGES, true,
+          "hugetlb memory charged to clients now." },
+        { "HugetlbFaults", "hugetlb_faults_total", METRIC_COUNTER, UNIT_ONE, true, "hugetlb faults served." },
+        { "HugetlbPrefilled", "hugetlb_prefilled_bytes_total", METRIC_COUNTER, UNIT_HUGE_PAGES, true,
+          "hugetlb memory filled ahead of a sequential stream of faults." },
+        { "HugetlbPoolAdded", "hugetlb_pool_added_bytes", METRIC_GAUGE, UNIT_HUGE_PAGES, false,
+          "Memory the daemon added to the hugetlb pool and holds." },
+        { "HugetlbPoolBase", "hugetlb_pool_base_bytes", METRIC_GAUGE, UNIT_HUGE_PAGES, false,
+          "Size of the hugetlb pool when the daemon started." },
+        { "HugetlbBudget", "hugetlb_budget_bytes", METRIC_GAUGE, UNIT_HUGE_PAGES, false,
+          "How much the daemon may add to the hugetlb pool (HugetlbMaxSize=)." },
+        { "Tracing", "tracing", METRIC_GAUGE, UNIT_ONE, false, "1 if the eBPF tracer runs, else 0." },
+        { "KernelFaults", "kernel_faults_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Faults that slept in handle_userfault (eBPF)." },
+        { "KernelFaultLatencyP50Ns", "kernel_fault_latency_p50_seconds", METRIC_GAUGE, UNIT_NS, true,
+          "Median fault latency as the program sees it (eBPF)." },
+        { "KernelFaultLatencyP99Ns", "kernel_fault_latency_p99_seconds", METRIC_GAUGE, UNIT_NS, true,
+          "99th percentile fault latency as the program sees it (eBPF)." },
+        { "CollapsesOk", "collapses_ok_total", METRIC_COUNTER, UNIT_ONE, true,
+          "MADV_COLLAPSE calls that made a huge page (eBPF)." },
+        { "CollapsesMapped", "collapses_mapped_total", METRIC_COUNTER, UNIT_ONE, true,
+          "MADV_COLLAPSE calls that found a huge page mapped already (eBPF)." },
+        { "CollapsesFailed", "collapses_failed_total", METRIC_COUNTER, UNIT_ONE, true,
+          "MADV_COLLAPSE calls that failed (eBPF)." },
+        { "KhugepagedCollapses", "khugepaged_collapses_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Regions of managed processes collapsed by khugepaged (eBPF)." },
+        { "ThpSplits", "thp_splits_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Huge page mappings of managed processes split (eBPF)." },
+};
+
+/* The daemon's latency histograms: D-Bus name, metric name, help. */
+static const struct {
+        const char *property, *name, *help;
+} histograms[] = {
+        { "FaultLatency", "fault_latency_seconds", "Latency of served faults, fault read to wake-up." },
+        { "PromotionLatency", "promotion_latency_seconds", "Latency of promotions to a huge page." },
+};
+
+/*
+ * The exported buckets: one per doubling from 1 us to 34 s. Each bound is
+ * 2^k - 1 ns, the upper end of a bucket of the daemon (8 per doubling, see
+ * daemon/ops/stats.h), so every count is exact, not interpolated.
+ */
+#define METRIC_HIST_FIRST_SHIFT 10
+#define METRIC_HIST_LAST_SHIFT 35
+
+static bool arg_openmetrics;
+
+struct histogram_reply {
+        char name[32];
+        uint64_t count, sum_ns;
+        uint64_t (*buckets)[2];         /* upper bound ns, count */
+        size_t n;
+};
+
+struct client_props {
+        struct client_row row;
+        struct props p;
+        bool ok;
+};
+
+/* ns as seconds, exactly. */
+static void print_seconds(FILE *f, uint64_t ns)
+{
+        fprintf(f, "%" PRIu64 ".%09" PRIu64, ns / UINT64_C(1000000000), ns % UINT64_C(1000000000));
+}
+
+static void print_value(FILE *f, const struct metric *m, uint64_t v)
+{
+        switch (m->unit) {
+        case UNIT_PAGES:
+                fprintf(f, "%" PRIu64, v * 4096);
+                break;
+        case UNIT_HUGE_PAGES:
+                fprintf(f, "%" PRIu64, v * (UINT64_C(2) << 20));
+                break;
+        case UNIT_NS:
+                print_seconds(f, v);
+                break;
+        default:
+                fprintf(f, "%" PRIu64, v);
+        }
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static void print_label(FILE *f, const char *s)
+{
+        fputc('"', f);
+        for (; *s; s++) {
+                if (*s == '\\' || *s == '"')
+                        fprintf(f, "\\%c", *s);
+                else if (*s == '\n')
+                        fputs("\\n", f);
+                else
+                        fputc(*s, f);
+        }
+        fputc('"', f);
+}
+
+/*
+ * HELP and TYPE (and UNIT in OpenMetrics, where a counter's family name has
+ * no _total: its sample has).
+ */
+static void print_header(FILE *f, const char *prefix, const char *name, const char *type, const char *help)
+{
+        size_t len = strlen(name);
+        const char *unit = NULL;
+
+        if (arg_openmetrics && strcmp(type, "counter") == 0 && len > 6 && strcmp(name + len - 6, "_total") == 0)
+                len -= 6;
+        fprintf(f, "# HELP %s%.*s %s\n", prefix, (int)len, name, help);
+        fprintf(f, "# TYPE %s%.*s %s\n", prefix, (int)len, name, type);
+        if (len > 8 && strncmp(name + len - 8, "_seconds", 8) == 0)
+                unit = "seconds";
+        else if (len > 6 && strncmp(name + len - 6, "_bytes", 6) == 0)
+                unit = "bytes";
+        if (arg_openmetrics && unit)
+                fprintf(f, "# UNIT %s%.*s %s\n", prefix, (int)len, name, unit);
+}
+
+static void print_histogram(FILE *f, const char *name, const char *help, const struct histogram_reply *h)
+{
+        print_header(f, "hugepaged_", name, "histogram", help);
+        for (unsigned k = METRIC_HIST_FIRST_SHIFT; k <= METRIC_HIST_LAST_SHIFT; k++) {
+                uint64_t le = (1ull << k) - 1, n = 0;
+                for (size_t i = 0; i < h->n; i++)
+                        if (h->buckets[i][0] <= le)
+                                n += h->buckets[i][1];
+                fprintf(f, "hugepaged_%s_bucket{le=\"", name);
+                print_seconds(f, le);
+                fprintf(f, "\"} %" PRIu64 "\n", n);
+        }
+        fprintf(f, "hugepaged_%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, h->count);
+        fprintf(f, "hugepaged_%s_sum ", name);
+        print_seconds(f, h->sum_ns);
+        fprintf(f, "\nhugepaged_%s_count %" PRIu64 "\n", name, h->count);
+}
+
+static int get_histograms(sd_bus *bus, struct histogram_reply *v, size_t max, size_t *ret_n)
+{
+        _cleanup_(msg_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *name;
+        uint64_t count, sum;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, MANAGER_IFACE, "GetLatencyHistograms", &error, &reply,
+                               NULL);
+        if (r < 0) {
+                r = report_call_error(&error, r, "reading the latency histograms");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(stta(tt))");
+        while (r >= 0 && n < max && (r = sd_bus_message_enter_container(reply, 'r', "stta(tt)")) > 0) {
+                struct histogram_reply *h = &v[n];
+                uint64_t le, c;
+                r = sd_bus_message_read(reply, "stt", &name, &count, &sum);
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(reply, 'a', "(tt)");
+                if (r < 0)
+                        break;
+                *h = (struct histogram_reply){ .count = count, .sum_ns = sum };
+                snprintf(h->name, sizeof(h->name), "%s", name);
+                n++;
+                while (r >= 0 && (r = sd_bus_message_read(reply, "(tt)", &le, &c)) > 0) {
+                        uint64_t (*nb)[2] = realloc(h->buckets, (h->n + 1) * sizeof(*nb));
+                        if (!nb) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        h->buckets = nb;
+                        h->buckets[h->n][0] = le;
+                        h->buckets[h->n][1] = c;
+                        h->n++;
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        *ret_n = n;
+        if (r < 0) {
+                fprintf(stderr, "hugepagectl: malformed reply from hugepaged: %s\n", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+static int write_metrics(FILE *f, const struct props *mp, const struct client_props *cv, size_t nc,
+                         const struct histogram_reply *hv, size_t nh)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(metrics); i++) {
+                const struct metric *m = &metrics[i];
+                if (!prop_get(mp, m->property))
+                        continue;       /* a daemon without it */
+                print_header(f, "hugepaged_", m->name, m->type == METRIC_COUNTER ? "counter" : "gauge", m->help);
+                fprintf(f, "hugepaged_%s ", m->name);
+                print_value(f, m, prop_u(mp, m->property));
+                fputc('\n', f);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(histograms); i++)
+                for (size_t j = 0; j < nh; j++)
+                        if (strcmp(hv[j].name, histograms[i].property) == 0)
+                                print_histogram(f, histograms[i].name, histograms[i].help, &hv[j]);
+        for (size_t i = 0; i < ARRAY_SIZE(metrics); i++) {
+                const struct metric *m = &metrics[i];
+                bool header = false;
+                if (!m->client)
+                        continue;
+                for (size_t j = 0; j < nc; j++) {
+                        if (!cv[j].ok || !prop_get(&cv[j].p, m->property))
+                                continue;
+                        if (!header) {
+                                char help[256];
+                                snprintf(help, sizeof(help), "Per client: %s", m->help);
+                                print_header(f, "hugepaged_client_", m->name,
+                                             m->type == METRIC_COUNTER ? "counter" : "gauge", help);
+                                header = true;
+                        }
+                        fprintf(f, "hugepaged_client_%s{pid=\"%" PRIu32 "\",uid=\"%" PRIu32 "\",comm=", m->name,
+                                cv[j].row.pid, cv[j].row.uid);
+                        print_label(f, cv[j].row.command);
+                        fputs("} ", f);
+                        print_value(f, m, prop_u(&cv[j].p, m->property));
+                        fputc('\n', f);
+                }
+        }
+        if (arg_openmetrics)
+                fputs("# EOF\n", f);
+        return ferror(f) ? -EIO : 0;
+}
+
+/* Write to a temporary file next to path, then rename it over path: a
+ * reader (node_exporter's textfile collector) sees the old file or the new
+ * one, never half of one. The temporary name does not end in .prom. */
+static int write_atomically(const char *path, const struct props *mp, const struct client_props *cv,
+                            size_t nc, const struct histogram_reply *hv, size_t nh)
+{
+        size_t len = strlen(path);
+        _cleanup_(freep) char *tmp = malloc(len + 8);
+        int fd, r;
+
+        if (!tmp)
+                return -ENOMEM;
+        memcpy(tmp, path, len);
+        memcpy(tmp + len, ".XXXXXX", 8);
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                fprintf(stderr, "hugepagectl: cannot create a temporary file next to %s: %s\n", path, strerror(errno));
+                return r;
+        }
+        FILE *f = fdopen(fd, "w");
+        if (!f) {
+                r = -errno;
+                close(fd);
+                unlink(tmp);
+                return r;
+        }
+        r = fchmod(fd, 0644) < 0 ? -errno : 0;
+        if (r >= 0)
+                r = write_metrics(f, mp, cv, nc, hv, nh);
+        if (r >= 0 && fflush(f) != 0)
+                r = -errno;
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (fclose(f) != 0 && r >= 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                fprintf(stderr, "hugepagectl: cannot write %s: %s\n", path, strerror(-r));
+                unlink(tmp);
+        }
+        return r;
+}
+
+static int cmd_metrics(sd_bus *bus, const char *output)
+{
+        _cleanup_(freep) struct client_row *rows = NULL;
+        _cleanup_(freep) struct client_props *cv = NULL;
+        struct histogram_reply hv[8] = {};
+        struct props mp;
+        size_t nc = 0, nh = 0;
+        int r;
+
+        r = get_all(bus, BUS_PATH, MANAGER_IFACE, &mp);
+        if (r < 0)
+                return r;
+        r = get_histograms(bus, hv, ARRAY_SIZE(hv), &nh);
+        if (r >= 0)
+                r = list_clients(bus, &rows, &nc);
+        if (r >= 0 && nc && !(cv = calloc(nc, sizeof(*cv))))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < nc; i++) {
+                cv[i].row = rows[i];
+                /* A client that left since the list is left out, not an error. */
+                int k = get_all_flags(bus, rows[i].path, CLIENT_IFACE, &cv[i].p, true);
+                cv[i].ok = k >= 0;
+                if (k < 0 && k != -ENOENT)
+                        r = k;
+        }
+        if (r >= 0)
+                r = output ? write_atomically(output, &mp, cv, nc, hv, nh) : write_metrics(stdout, &mp, cv, nc, hv, nh);
+        for (size_t i = 0; i < nc && cv; i++)
+                if (cv[i].ok)
+                        props_done(&cv[i].p);
+        for (size_t i = 0; i < nh; i++)
+                free(hv[i].buckets);
+        props_done(&mp);
+        return r;
+}
+
 /* ---- main ----------------------------------------------------------------------- */
 
 static void help(void)
@@ -634,37 +1011,45 @@ static void help(void)
                "  ranges PID             the address ranges a client registered\n"
                "  stats                  the global counters\n"
                "  reload                 reload hugepaged.conf (root)\n"
-               "  set-threshold PID N    promotion threshold of a client, pages 1..512 (root)\n\n"
+               "  set-threshold PID N    promotion threshold of a client, pages 1..512 (root)\n"
+               "  metrics                every counter for Prometheus (text exposition format)\n\n"
                "Options:\n"
                "      --json             machine-readable output (counter names as in hugepaged(8))\n"
                "      --system           talk to hugepaged on the system bus (default)\n"
                "      --user             talk to hugepaged on the user's session bus\n"
                "      --address ADDRESS  talk to hugepaged on the bus at ADDRESS\n"
+               "  -o, --output FILE      metrics: write FILE atomically instead of standard output\n"
+               "      --openmetrics      metrics: OpenMetrics 1.0 instead of the Prometheus text format\n"
                "  -h, --help             show this help\n"
                "      --version          show the version\n");
 }
 
 int main(int argc, char **argv)
 {
-        enum { ARG_JSON = 0x100, ARG_SYSTEM, ARG_USER, ARG_ADDRESS, ARG_VERSION };
+        enum { ARG_JSON = 0x100, ARG_SYSTEM, ARG_USER, ARG_ADDRESS, ARG_VERSION, ARG_OPENMETRICS };
         static const struct option opts[] = {
                 { "json", no_argument, NULL, ARG_JSON },
                 { "system", no_argument, NULL, ARG_SYSTEM },
                 { "user", no_argument, NULL, ARG_USER },
                 { "address", required_argument, NULL, ARG_ADDRESS },
+                { "output", required_argument, NULL, 'o' },
+                { "openmetrics", no_argument, NULL, ARG_OPENMETRICS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
         };
         _cleanup_(bus_unrefp) sd_bus *bus = NULL;
+        const char *output = NULL;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) >= 0) {
                 switch (c) {
                 case ARG_JSON: arg_json = true; break;
                 case ARG_SYSTEM: arg_bus = BUS_SYSTEM; break;
                 case ARG_USER: arg_bus = BUS_USER; break;
                 case ARG_ADDRESS: arg_bus = BUS_ADDRESS; arg_address = optarg; break;
+                case 'o': output = optarg; break;
+                case ARG_OPENMETRICS: arg_openmetrics = true; break;
                 case 'h': help(); return 0;
                 case ARG_VERSION: printf("hugepagectl %s\n", HP_VERSION_STRING); return 0;
                 default:
@@ -677,7 +1062,7 @@ int main(int argc, char **argv)
         char **args = argv + optind + 1;
         static const struct { const char *verb; int nargs; } verbs[] = {
                 { "status", 0 }, { "clients", 0 }, { "client", 1 }, { "ranges", 1 }, { "stats", 0 },
-                { "reload", 0 }, { "set-threshold", 2 },
+                { "reload", 0 }, { "set-threshold", 2 }, { "metrics", 0 },
         };
         bool known = false;
         for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
@@ -691,6 +1076,10 @@ int main(int argc, char **argv)
                 }
         if (!known) {
                 fprintf(stderr, "hugepagectl: unknown command '%s' (see hugepagectl --help)\n", verb);
+                return 2;
+        }
+        if ((output || arg_openmetrics) && strcmp(verb, "metrics") != 0) {
+                fprintf(stderr, "hugepagectl: --output and --openmetrics are options of 'metrics'\n");
                 return 2;
         }
 
@@ -727,6 +1116,8 @@ int main(int argc, char **argv)
                 r = cmd_stats(bus);
         else if (strcmp(verb, "reload") == 0)
                 r = cmd_reload(bus);
+        else if (strcmp(verb, "metrics") == 0)
+                r = cmd_metrics(bus, output);
         else
                 r = cmd_set_threshold(bus, args[0], args[1]);
         return r < 0 ? 1 : 0;

@@ -50,6 +50,7 @@ struct bus_thread {
         sd_bus *bus;
         sd_event_source *retry;
         bool warned, connected_once;
+        struct snapshot *announced;     /* the snapshot PropertiesChanged last compared to */
 };
 
 static const char *bus_description(const struct bus_thread *bt)
@@ -185,7 +186,16 @@ static int on_wakeup(sd_event_source *s, int fd, uint32_t revents, void *userdat
         results = bt->results;
         bt->results = NULL;
         bt->results_tail = &bt->results;
+        struct snapshot *snap = bt->snap != bt->announced ? snapshot_ref(bt->snap) : NULL;
         pthread_mutex_unlock(&bt->lock);
+
+        /* Once per snapshot, only what changed since the one before. */
+        if (snap) {
+                if (bt->bus && bt->announced)
+                        (void)bus_emit_changes(bt->bus, bt->announced, snap);
+                snapshot_unref(bt->announced);
+                bt->announced = snap;
+        }
 
         while (events) {
                 struct bus_event *e = events;
@@ -229,6 +239,7 @@ static void *bus_main(void *arg)
         }
         bt->retry = sd_event_source_unref(bt->retry);
         bt->event = sd_event_unref(bt->event);
+        bt->announced = snapshot_unref(bt->announced);
         return NULL;
 }
 

@@ -100,6 +100,18 @@ static const struct counter *table_find(const struct counter *v, size_t n, const
 #define kernel_counter_find(name) table_find(kernel_counters, ARRAY_SIZE(kernel_counters), name)
 #define budget_counter_find(name) table_find(budget_counters, ARRAY_SIZE(budget_counters), name)
 
+/* The place of a backend's counter in the snapshot's arrays (backend.h), or
+ * -1; per_client: only the counters that clients have too. */
+static int backend_counter_index(const char *property, bool per_client)
+{
+        const struct backend_counter *bc[BACKEND_COUNTERS_MAX];
+        size_t n = backend_counters(bc, BACKEND_COUNTERS_MAX);
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(bc[i]->property, property) == 0)
+                        return per_client && !bc[i]->per_client ? -1 : (int)i;
+        return -1;
+}
+
 /* The counter's field in the struct it describes (struct hp_stats or struct snapshot_kernel). */
 static uint64_t field_value(const void *stats, const struct counter *c)
 {
@@ -113,6 +125,27 @@ static int snapshot_missing(sd_bus_error *error)
 
 /* ---- org.hugepaged1.Manager -------------------------------------------------- */
 
+/* A Manager counter (type t) from a snapshot; false if property is none. */
+static bool manager_counter(const struct snapshot *s, const char *property, uint64_t *ret)
+{
+        const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
+        const struct counter *b = budget_counter_find(property);
+        int i;
+        if (c)
+                *ret = field_value(&s->total, c);
+        else if (k)
+                *ret = field_value(&s->kernel, k);
+        else if (b)
+                *ret = field_value(&s->budget, b);
+        else if (strcmp(property, "Clients") == 0)
+                *ret = s->clients;
+        else if ((i = backend_counter_index(property, false)) >= 0)
+                *ret = s->backend[i];
+        else
+                return false;
+        return true;
+}
+
 static int manager_get_counter(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -122,18 +155,7 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
 
         if (!s)
                 return snapshot_missing(error);
-        const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
-        const struct counter *b = budget_counter_find(property);
-        if (c)
-                v = field_value(&s->total, c);
-        else if (k)
-                v = field_value(&s->kernel, k);
-        else if (b)
-                v = field_value(&s->budget, b);
-        else if (strcmp(property, "Clients") == 0)
-                v = s->clients;
-        else if (snapshot_counter_index(s, property) >= 0)
-                v = s->backend[snapshot_counter_index(s, property)];
+        (void)manager_counter(s, property, &v);
         r = sd_bus_message_append(reply, "t", v);
         snapshot_unref(s);
         return r;
@@ -250,6 +272,49 @@ static int method_get_client_stats(sd_bus_message *m, void *userdata, sd_bus_err
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = append_client_stats(reply, s, c);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        snapshot_unref(s);
+        return r;
+}
+
+/* One histogram as (name, count, sum in ns, [(bucket upper bound in ns, count)]):
+ * the non-empty buckets of stats.h, in order, counts not cumulative. */
+static int append_histogram(sd_bus_message *reply, const char *name, const struct histogram *h)
+{
+        int r = sd_bus_message_open_container(reply, 'r', "stta(tt)");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "stt", name, h->count, h->sum);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(tt)");
+        for (unsigned b = 0; r >= 0 && b < HIST_USED_BUCKETS; b++)
+                if (h->bucket[b])
+                        r = sd_bus_message_append(reply, "(tt)", histogram_bucket_upper(b), (uint64_t)h->bucket[b]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int method_get_latency_histograms(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct snapshot *s = bus_thread_snapshot(userdata);
+        sd_bus_message *reply = NULL;
+        int r;
+
+        if (!s)
+                return snapshot_missing(error);
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(stta(tt))");
+        if (r >= 0)
+                r = append_histogram(reply, "FaultLatency", &s->fault_latency_ns);
+        if (r >= 0)
+                r = append_histogram(reply, "PromotionLatency", &s->promotion_latency_ns);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
         if (r >= 0)
                 r = sd_bus_send(NULL, reply, NULL);
         sd_bus_message_unref(reply);
@@ -383,7 +448,8 @@ int bus_reply_command(struct bus_command *cmd)
         return sd_bus_reply_method_return(m, NULL);
 }
 
-#define COUNTER(name, getter) SD_BUS_PROPERTY(name, "t", getter, 0, 0)
+/* Counters and Tracing announce their changes: bus_emit_changes(), once per snapshot. */
+#define COUNTER(name, getter) SD_BUS_PROPERTY(name, "t", getter, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -406,7 +472,7 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("ReservationsReleased", manager_get_counter),
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
-        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
+        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         COUNTER("KernelFaults", manager_get_counter),
         COUNTER("KernelFaultLatencyP50Ns", manager_get_counter),
         COUNTER("KernelFaultLatencyP99Ns", manager_get_counter),
@@ -429,6 +495,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                  method_list_clients, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetClientStats", "u", SD_BUS_PARAM(pid), "a{st}", SD_BUS_PARAM(stats),
                                  method_get_client_stats, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetLatencyHistograms", NULL, , "a(stta(tt))", SD_BUS_PARAM(histograms),
+                                 method_get_latency_histograms, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("SetPolicy", "ua{sv}", SD_BUS_PARAM(pid) SD_BUS_PARAM(policy), NULL,
                                  , method_set_policy, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", NULL, NULL, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -472,6 +540,25 @@ static int client_lookup(const char *path, void *userdata, struct snapshot **ret
         return 0;
 }
 
+/* A Client counter (type t) from its snapshot entry; false if property is none. */
+static bool client_counter(const struct snapshot_client *c, const char *property, uint64_t *ret)
+{
+        const struct counter *k = counter_find(property), *kk = kernel_counter_find(property);
+        const struct counter *b = budget_counter_find(property);
+        int i;
+        if (k && strcmp(property, "Ranges") != 0)
+                *ret = field_value(&c->s, k);
+        else if (kk)
+                *ret = field_value(&c->kernel, kk);
+        else if (b && b < budget_counters + BUDGET_CLIENT_COUNTERS)
+                *ret = field_value(&c->budget, b);
+        else if ((i = backend_counter_index(property, true)) >= 0)
+                *ret = c->backend[i];
+        else
+                return false;
+        return true;
+}
+
 static int client_get(sd_bus *bus, const char *path, const char *interface, const char *property,
                       sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -481,15 +568,9 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
         if (r < 0)
                 return r;
 
-        const struct counter *k = counter_find(property), *kk = kernel_counter_find(property);
-        if (k && strcmp(property, "Ranges") != 0)
-                r = sd_bus_message_append(reply, "t", field_value(&c->s, k));
-        else if (kk)
-                r = sd_bus_message_append(reply, "t", field_value(&c->kernel, kk));
-        else if (budget_counter_find(property))
-                r = sd_bus_message_append(reply, "t", field_value(&c->budget, budget_counter_find(property)));
-        else if (snapshot_counter_index(s, property) >= 0)
-                r = sd_bus_message_append(reply, "t", c->backend[snapshot_counter_index(s, property)]);
+        uint64_t v;
+        if (client_counter(c, property, &v))
+                r = sd_bus_message_append(reply, "t", v);
         else if (strcmp(property, "Pid") == 0)
                 r = sd_bus_message_append(reply, "u", (uint32_t)c->pid);
         else if (strcmp(property, "Uid") == 0)
@@ -537,7 +618,7 @@ static int client_method_get_stats(sd_bus_message *m, void *userdata, sd_bus_err
         return r;
 }
 
-#define CLIENT_COUNTER(name) SD_BUS_PROPERTY(name, "t", client_get, 0, 0)
+#define CLIENT_COUNTER(name) SD_BUS_PROPERTY(name, "t", client_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable client_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -562,7 +643,7 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("PromotionLatencyP99Ns"),
         CLIENT_COUNTER("RegionsHuge"),
         CLIENT_COUNTER("ReservationsReleased"),
-        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
+        SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         CLIENT_COUNTER("KernelFaults"),
         CLIENT_COUNTER("KernelFaultLatencyP50Ns"),
         CLIENT_COUNTER("KernelFaultLatencyP99Ns"),
@@ -651,7 +732,8 @@ static sd_bus_vtable *with_backend_counters(const sd_bus_vtable *v, bool per_cli
                         out[k++] = v[i];
         for (size_t j = 0; j < nbc; j++)
                 if (!per_client_only || bc[j]->per_client)
-                        out[k++] = (sd_bus_vtable)SD_BUS_PROPERTY(bc[j]->property, "t", get, 0, 0);
+                        out[k++] = (sd_bus_vtable)SD_BUS_PROPERTY(bc[j]->property, "t", get, 0,
+                                                                  SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE);
         for (size_t i = 1; i < n; i++)         /* methods and signals */
                 if (v[i].type != _SD_BUS_VTABLE_PROPERTY)
                         out[k++] = v[i];
@@ -692,6 +774,72 @@ int bus_emit_client_event(sd_bus *bus, const struct bus_event *e)
                 return sd_bus_emit_signal(bus, BUS_PATH, BUS_MANAGER_IFACE, "ClientAdded", "uso", (uint32_t)e->pid,
                                           e->comm, path);
         return sd_bus_emit_signal(bus, BUS_PATH, BUS_MANAGER_IFACE, "ClientRemoved", "uo", (uint32_t)e->pid, path);
+}
+
+/*
+ * The names of vtable's change-announcing properties whose value differs
+ * between two snapshots (value(snapshot side, name, &v) reads a counter;
+ * Tracing is compared by tracing_old/new). NULL-terminated, in v; returns
+ * how many.
+ */
+static size_t changed_names(const sd_bus_vtable *vtable, bool (*value)(const void *, const char *, uint64_t *),
+                            const void *old, const void *new, bool tracing_old, bool tracing_new,
+                            const char **v, size_t max)
+{
+        size_t n = 0;
+        for (const sd_bus_vtable *p = vtable; p->type != _SD_BUS_VTABLE_END && n + 1 < max; p++) {
+                if (p->type != _SD_BUS_VTABLE_PROPERTY || !(p->flags & SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE))
+                        continue;
+                const char *name = p->x.property.member;
+                uint64_t a = 0, b = 0;
+                bool differs = strcmp(name, "Tracing") == 0
+                                       ? tracing_old != tracing_new
+                                       : value(old, name, &a) && value(new, name, &b) && a != b;
+                if (differs)
+                        v[n++] = name;
+        }
+        v[n] = NULL;
+        return n;
+}
+
+static bool manager_value(const void *s, const char *name, uint64_t *ret)
+{
+        return manager_counter(s, name, ret);
+}
+
+static bool client_value(const void *c, const char *name, uint64_t *ret)
+{
+        return client_counter(c, name, ret);
+}
+
+int bus_emit_changes(sd_bus *bus, const struct snapshot *old, const struct snapshot *new)
+{
+        const char *names[128];
+        char path[64];
+        int r = 0, k;
+
+        if (vtables() < 0)
+                return -ENOMEM;
+        if (changed_names(manager_full, manager_value, old, new, old->tracing, new->tracing, names,
+                          ARRAY_SIZE(names)) > 0)
+                r = sd_bus_emit_properties_changed_strv(bus, BUS_PATH, BUS_MANAGER_IFACE, (char **)names);
+        /* Clients in both snapshots, the same connection: both sorted by pid. */
+        for (size_t i = 0, j = 0; i < old->n && j < new->n;) {
+                const struct snapshot_client *a = &old->v[i], *b = &new->v[j];
+                if (a->pid != b->pid) {
+                        a->pid < b->pid ? i++ : j++;
+                        continue;
+                }
+                i++, j++;
+                if (a->id != b->id || changed_names(client_full, client_value, a, b, old->tracing, new->tracing,
+                                                    names, ARRAY_SIZE(names)) == 0)
+                        continue;
+                client_path(b->pid, path, sizeof(path));
+                k = sd_bus_emit_properties_changed_strv(bus, path, BUS_CLIENT_IFACE, (char **)names);
+                if (k < 0 && r >= 0)
+                        r = k;
+        }
+        return r;
 }
 
 int bus_introspect(FILE *f)

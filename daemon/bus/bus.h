@@ -20,6 +20,9 @@
 int bus_add_objects(sd_bus *bus, struct bus_thread *bt);
 /* Emit ClientAdded/ClientRemoved. */
 int bus_emit_client_event(sd_bus *bus, const struct bus_event *e);
+/* PropertiesChanged for the counters of the Manager and of every client
+ * present in both snapshots that differ between old and new. */
+int bus_emit_changes(sd_bus *bus, const struct snapshot *old, const struct snapshot *new);
 /* Answer the method call a command came from. */
 int bus_reply_command(struct bus_command *cmd);
 

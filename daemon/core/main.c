@@ -266,6 +266,9 @@ static void on_control(struct watch *w, int revents)
         control_run(w->data);
 }
 
+/* When SIGTERM or SIGINT was read: the stop is logged with its duration. */
+static uint64_t stop_requested_ns;
+
 static void on_signal(struct watch *w, int revents)
 {
         struct manager *m = w->data;
@@ -274,6 +277,7 @@ static void on_signal(struct watch *w, int revents)
         while (read(m->signal_fd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                         log_info("signal %d: exiting", si.ssi_signo);
+                        stop_requested_ns = now_ns();
                         loop_exit(&m->loop, 0);
                 } else if (si.ssi_signo == SIGHUP) {
                         log_info("SIGHUP: reloading %s", m->config_path);
@@ -329,7 +333,12 @@ int main(int argc, char **argv)
         if (m.uffd_dev < 0)
                 return log_error_errno(errno, "cannot open /dev/userfaultfd (needs root and CONFIG_USERFAULTFD): %m"), 1;
         check_thp_mode();
+        uint64_t caps_saved;
+        if (privs_tracing_begin(&caps_saved) < 0)
+                return 1;
         trace_start(&m.trace);  /* logs whether it runs; the daemon works the same without */
+        if (privs_tracing_end(caps_saved) < 0)
+                return 1;
         m.zero_page = mmap(NULL, HP_REGION_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (m.zero_page == MAP_FAILED)
                 return log_error_errno(errno, "mmap: %m"), 1;
@@ -410,5 +419,8 @@ int main(int argc, char **argv)
         limits_stop(&m);
         pressure_stop(&m);
         manager_config_done(&m);
+        if (stop_requested_ns)
+                log_info("stopped %.1f ms after the signal; clients go on unmanaged",
+                         (double)(now_ns() - stop_requested_ns) / 1e6);
         return r < 0 ? 1 : r;
 }

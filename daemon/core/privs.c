@@ -11,8 +11,9 @@
  * CAP_DAC_READ_SEARCH (/proc/PID/stat, status and comm are world-readable;
  * maps and exe are guarded by the ptrace check, which CAP_SYS_PTRACE
  * passes; the daemon's own files are root's, and it runs as uid 0),
- * CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (the tracer is loaded before; its
- * maps are used through their fds), CAP_SYS_RESOURCE (RLIMIT_NOFILE is
+ * CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (the tracer is loaded before, with
+ * only those two effective, see privs_tracing_begin(); its maps are used
+ * through their fds), CAP_SYS_RESOURCE (RLIMIT_NOFILE is
  * raised before), CAP_NET_*, CAP_SETUID/SETGID/SETPCAP and the rest.
  * Growing and shrinking the hugetlb pool (hugetlb.c) needs none: the
  * nr_hugepages file is owned by root, mode 0644, and memfd_create(MFD_HUGETLB)
@@ -115,5 +116,49 @@ int privs_drop(void)
 
         log_info("capabilities: kept %s; every other one dropped%s; no_new_privs set",
                  names[0] ? names : "none", setpcap ? " (bounding set too)" : "");
+        return 0;
+}
+
+/* The effective set (and the permitted one) of this thread. */
+static int caps_get(struct __user_cap_data_struct data[2])
+{
+        struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        return syscall(SYS_capget, &hdr, data) < 0 ? -errno : 0;
+}
+
+static int effective_set(struct __user_cap_data_struct data[2], uint64_t effective)
+{
+        struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        data[0].effective = (uint32_t)effective;
+        data[1].effective = (uint32_t)(effective >> 32);
+        return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
+}
+
+int privs_tracing_begin(uint64_t *ret_saved_effective)
+{
+        struct __user_cap_data_struct data[2] = {};
+        int r = caps_get(data);
+        if (r < 0)
+                return log_error_errno(r, "capget: %m");
+        uint64_t effective = (uint64_t)data[1].effective << 32 | data[0].effective;
+        uint64_t permitted = (uint64_t)data[1].permitted << 32 | data[0].permitted;
+        /* CAP_BPF and CAP_PERFMON load tracing programs; CAP_SYSLOG shows the
+         * addresses in /proc/kallsyms (kallsyms_show_value()) that locate
+         * handle_userfault. A subset of the permitted set: always allowed. */
+        r = effective_set(data, permitted & (1ull << CAP_BPF | 1ull << CAP_PERFMON | 1ull << CAP_SYSLOG));
+        if (r < 0)
+                return log_error_errno(r, "capset (only what loading the tracer needs): %m");
+        *ret_saved_effective = effective;
+        return 0;
+}
+
+int privs_tracing_end(uint64_t saved_effective)
+{
+        struct __user_cap_data_struct data[2] = {};
+        int r = caps_get(data);
+        if (r >= 0)
+                r = effective_set(data, saved_effective);
+        if (r < 0)
+                return log_error_errno(r, "capset (after loading the tracer): %m");
         return 0;
 }

@@ -5,6 +5,8 @@
 #ifndef HP_PRIVS_H
 #define HP_PRIVS_H
 
+#include <stdint.h>
+
 /*
  * Drop every capability except the ones in privs.c's table, from the
  * effective, permitted, inheritable, ambient and bounding sets; set
@@ -13,5 +15,15 @@
  * 0 or -errno (logged).
  */
 int privs_drop(void);
+
+/*
+ * Around loading the eBPF tracer (trace_start()): the effective set is
+ * narrowed to CAP_BPF, CAP_PERFMON and CAP_SYSLOG (those of them the process
+ * has), so the loader runs with what the kernel asks of it and nothing
+ * else; then put back as it was. The permitted set is untouched:
+ * privs_drop() empties it of all three afterwards. Main thread, before any thread starts. 0 or -errno.
+ */
+int privs_tracing_begin(uint64_t *ret_saved_effective);
+int privs_tracing_end(uint64_t saved_effective);
 
 #endif

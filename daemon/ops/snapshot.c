@@ -133,6 +133,8 @@ struct snapshot *snapshot_take(struct manager *m)
         s->total.promotions = t->promotions;
         s->total.promotions_failed = t->promotions_failed;
         s->total.reservations_released = t->reservations_released;
+        s->fault_latency_ns = t->fault_latency_ns;
+        s->promotion_latency_ns = t->promotion_latency_ns;
         s->total.fault_latency_p50_ns = histogram_quantile(&t->fault_latency_ns, 0.50);
         s->total.fault_latency_p99_ns = histogram_quantile(&t->fault_latency_ns, 0.99);
         s->total.promotion_latency_p50_ns = histogram_quantile(&t->promotion_latency_ns, 0.50);

@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "hugepaged-protocol.h"
+#include "stats.h"
 
 struct manager;
 
@@ -72,6 +73,7 @@ struct snapshot {
         /* Global counters, names of DESIGN.md. Totals since start for the
          * event counters; current values for the state counters. */
         struct hp_stats total;
+        struct histogram fault_latency_ns, promotion_latency_ns;  /* of every client */
         uint64_t clients;
         /* The backends' own counters: names (static data, backend.h) and
          * daemon-wide values; each client's are in the same order. */

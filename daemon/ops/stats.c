@@ -13,7 +13,7 @@ static unsigned bucket_of(uint64_t v)
         return (msb - 2) * HIST_SUB + sub;
 }
 
-static uint64_t bucket_upper(unsigned b)
+uint64_t histogram_bucket_upper(unsigned b)
 {
         if (b < HIST_SUB)
                 return b;
@@ -29,6 +29,7 @@ void histogram_add(struct histogram *h, uint64_t ns)
                 b = HIST_BUCKETS - 1;
         h->bucket[b]++;
         h->count++;
+        h->sum += ns;
 }
 
 uint64_t histogram_quantile(const struct histogram *h, double q)
@@ -42,9 +43,9 @@ uint64_t histogram_quantile(const struct histogram *h, double q)
         for (unsigned b = 0; b < HIST_BUCKETS; b++) {
                 seen += h->bucket[b];
                 if (seen > want)
-                        return bucket_upper(b);
+                        return histogram_bucket_upper(b);
         }
-        return bucket_upper(HIST_BUCKETS - 1);
+        return histogram_bucket_upper(HIST_BUCKETS - 1);
 }
 
 void histogram_merge(struct histogram *dst, const struct histogram *src)

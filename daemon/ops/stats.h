@@ -10,15 +10,21 @@
 
 #define HIST_SUB 8
 #define HIST_BUCKETS (64 * HIST_SUB)
+/* Buckets a 64-bit value can land in; the rest stay empty. */
+#define HIST_USED_BUCKETS (62 * HIST_SUB)
 
 struct histogram {
         uint64_t count;
+        uint64_t sum;           /* of every value added (ns); wraps after 584 years */
         uint32_t bucket[HIST_BUCKETS];
 };
 
 void histogram_add(struct histogram *h, uint64_t ns);
 /* Value at quantile q (0..1): the upper bound of its bucket; 0 if empty. */
 uint64_t histogram_quantile(const struct histogram *h, double q);
+/* The largest value bucket b (< HIST_USED_BUCKETS) holds: values in it are
+ * <= this and > the bound of b-1. */
+uint64_t histogram_bucket_upper(unsigned b);
 
 /* Kept per client; the daemon's totals are those of the clients gone plus
  * the live ones (client_totals). Names as in DESIGN.md. */

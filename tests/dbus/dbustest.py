@@ -185,11 +185,11 @@ def as_user(argv, uid):
 # ---- the daemon ------------------------------------------------------------
 
 class Daemon:
-    def __init__(self, directory, *args, bus=None, config=None):
+    def __init__(self, directory, *args, bus=None, config=None, wrapper=()):
         self.dir = directory
         self.socket = os.path.join(directory, "hugepaged.sock")
         self.log_path = os.path.join(directory, "hugepaged.log")
-        argv = [env_path("HUGEPAGED"), "--socket", self.socket, "--log-level", "debug"]
+        argv = [*wrapper, env_path("HUGEPAGED"), "--socket", self.socket, "--log-level", "debug"]
         argv += ["--config", config or "/dev/null"]
         argv += ["--bus-address", bus.address] if bus else ["--bus", "none"]
         argv += list(args)

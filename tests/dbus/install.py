@@ -6,6 +6,7 @@ without a warning."""
 
 import json
 import os
+import re
 import shutil
 
 from dbustest import Skip, env_path, expect, log, main, run, tempdir
@@ -36,6 +37,8 @@ def test():
         (os.path.join(under(opts["sysconfdir"]), "hugepaged"), "hugepaged.conf"),
         (unitdir, "hugepaged.service"),
         (unitdir, "hugepaged.socket"),
+        (unitdir, "hugepaged-metrics.service"),
+        (unitdir, "hugepaged-metrics.timer"),
         (sysusersdir, "hugepaged.conf"),
         (os.path.join(dbusdir, "system.d"), "org.hugepaged1.conf"),
         (os.path.join(dbusdir, "system-services"), "org.hugepaged1.service"),
@@ -66,12 +69,26 @@ def test():
     with open(os.path.join(units, "hugepaged.service"), "w") as f:
         f.write(service.replace(f"ExecStart={daemon} ", f"ExecStart={dest}{daemon} "))
     env = dict(os.environ, MANPATH=dest + mandir + ":")
+    ctl = os.path.join(under(opts["bindir"]), "hugepagectl")
+    shutil.copy(dest + os.path.join(unitdir, "hugepaged-metrics.timer"), units)
+    with open(dest + os.path.join(unitdir, "hugepaged-metrics.service")) as f:
+        metrics = f.read()
+    expect(f"ExecStart={ctl} --system metrics --output /var/lib/prometheus/node-exporter/hugepaged.prom" in metrics,
+           "hugepaged-metrics.service writes node_exporter's textfile directory with the installed hugepagectl")
+    with open(os.path.join(units, "hugepaged-metrics.service"), "w") as f:
+        f.write(metrics.replace(f"ExecStart={ctl} ", f"ExecStart={dest}{ctl} "))
     r = run(["systemd-analyze", "verify", os.path.join(units, "hugepaged.service"),
-             os.path.join(units, "hugepaged.socket")], env=env)
+             os.path.join(units, "hugepaged.socket"), os.path.join(units, "hugepaged-metrics.service"),
+             os.path.join(units, "hugepaged-metrics.timer")], env=env)
     expect(r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "",
            f"systemd-analyze verify passes without a word {r.stdout}{r.stderr}")
     r = run(["systemd-analyze", "security", "--offline=yes", os.path.join(units, "hugepaged.service")], env=env)
     log(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr.strip())
+    # 2.3 with systemd 252: the unit's exposure before it let the tracer load
+    # (CAP_BPF, CAP_PERFMON, bpf()); allowing that must not make it worse.
+    m = re.search(r"Overall exposure level for hugepaged.service: ([0-9.]+)", r.stdout)
+    expect(m and float(m.group(1)) <= 2.3,
+           f"systemd-analyze security: exposure {m.group(1) if m else '?'} is at most 2.3")
 
     if shutil.which("systemd-sysusers"):
         root = tempdir()

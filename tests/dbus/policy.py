@@ -90,6 +90,9 @@ def system_bus_policy_checks():
     expect(bus.get("Clients", user=NOBODY) == 1, "system policy: anyone may read properties")
     r = hugepagectl(bus, "clients", user=NOBODY)
     expect(r.returncode == 0 and str(w.pid) in r.stdout, f"system policy: anyone may list clients {r.stderr}")
+    r = hugepagectl(bus, "metrics", user=NOBODY)
+    expect(r.returncode == 0 and f'pid="{w.pid}"' in r.stdout and "hugepaged_fault_latency_seconds_count" in r.stdout,
+           f"system policy: anyone may read the metrics, histograms and clients included {r.stderr}")
     r = hugepagectl(bus, "set-threshold", str(w.pid), "16", user=NOBODY)
     expect(r.returncode == 1 and "org.freedesktop.DBus.Error.AccessDenied" in r.stderr,
            f"system policy: the bus refuses SetPolicy from uid 65534 ({r.stderr.strip()})")

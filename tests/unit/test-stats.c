@@ -19,6 +19,17 @@ int main(void)
         for (uint64_t v = 1; v <= 1000; v++)
                 histogram_add(&h, v * 1000);    /* 1 us .. 1 ms */
         assert(h.count == 1000);
+        assert(h.sum == 500500ull * 1000);
+        /* bucket bounds increase up to the last bucket a value can reach (2^64 - 1) */
+        for (unsigned b = 1; b < HIST_USED_BUCKETS; b++)
+                assert(histogram_bucket_upper(b) > histogram_bucket_upper(b - 1));
+        assert(histogram_bucket_upper(HIST_USED_BUCKETS - 1) == ~0ull);
+        assert(histogram_bucket_upper(HIST_SUB * 8 - 1) == (1ull << 10) - 1);   /* doublings end buckets */
+        for (unsigned b = 0; b < HIST_BUCKETS; b++)
+                if (h.bucket[b]) {
+                        assert(b > 0 && histogram_bucket_upper(b - 1) < 1000);
+                        break;
+                }
         near(histogram_quantile(&h, 0.50), 501000);
         near(histogram_quantile(&h, 0.99), 991000);
         near(histogram_quantile(&h, 0.0), 1000);
