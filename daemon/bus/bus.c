@@ -65,6 +65,15 @@ static const struct counter kernel_counters[] = {
 };
 #undef K
 
+/* Coverage (coverage.h), both interfaces: place in struct coverage. */
+#define V(f) offsetof(struct coverage, f)
+static const struct counter coverage_counters[] = {
+        { "ManagedBytes", V(managed_bytes) },
+        { "AnonymousBytes", V(anonymous_bytes) },
+        { "CoveragePermille", V(permille) },
+};
+#undef V
+
 /* The entry of `name` in a counter table, or NULL. */
 static const struct counter *table_find(const struct counter *v, size_t n, const char *name)
 {
@@ -76,6 +85,7 @@ static const struct counter *table_find(const struct counter *v, size_t n, const
 
 #define counter_find(name) table_find(counters, ARRAY_SIZE(counters), name)
 #define kernel_counter_find(name) table_find(kernel_counters, ARRAY_SIZE(kernel_counters), name)
+#define coverage_counter_find(name) table_find(coverage_counters, ARRAY_SIZE(coverage_counters), name)
 
 /* The counter's field in the struct it describes (struct hp_stats or struct snapshot_kernel). */
 static uint64_t field_value(const void *stats, const struct counter *c)
@@ -100,10 +110,13 @@ static int manager_get_counter(sd_bus *bus, const char *path, const char *interf
         if (!s)
                 return snapshot_missing(error);
         const struct counter *c = counter_find(property), *k = kernel_counter_find(property);
+        const struct counter *cv = coverage_counter_find(property);
         if (c)
                 v = field_value(&s->total, c);
         else if (k)
                 v = field_value(&s->kernel, k);
+        else if (cv)
+                v = field_value(&s->coverage, cv);
         else if (strcmp(property, "Clients") == 0)
                 v = s->clients;
         else if (strcmp(property, "PoolChunks") == 0)
@@ -217,6 +230,9 @@ static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, 
                 r = sd_bus_message_append(reply, "{st}", "HugetlbFaults", c->hugetlb_faults);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{st}", "HugetlbPrefilled", c->hugetlb_prefilled);
+        for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(coverage_counters); i++)
+                r = sd_bus_message_append(reply, "{st}", coverage_counters[i].name,
+                                          field_value(&c->coverage, &coverage_counters[i]));
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
@@ -403,6 +419,9 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("HugetlbPoolAdded", manager_get_counter),
         COUNTER("HugetlbPoolBase", manager_get_counter),
         COUNTER("HugetlbBudget", manager_get_counter),
+        COUNTER("ManagedBytes", manager_get_counter),
+        COUNTER("AnonymousBytes", manager_get_counter),
+        COUNTER("CoveragePermille", manager_get_counter),
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, 0),
@@ -471,10 +490,13 @@ static int client_get(sd_bus *bus, const char *path, const char *interface, cons
                 return r;
 
         const struct counter *k = counter_find(property), *kk = kernel_counter_find(property);
+        const struct counter *cv = coverage_counter_find(property);
         if (k && strcmp(property, "Ranges") != 0)
                 r = sd_bus_message_append(reply, "t", field_value(&c->s, k));
         else if (kk)
                 r = sd_bus_message_append(reply, "t", field_value(&c->kernel, kk));
+        else if (cv)
+                r = sd_bus_message_append(reply, "t", field_value(&c->coverage, cv));
         else if (strcmp(property, "HugetlbPages") == 0)
                 r = sd_bus_message_append(reply, "t", c->hugetlb_pages);
         else if (strcmp(property, "HugetlbFaults") == 0)
@@ -557,6 +579,9 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("HugetlbPages"),
         CLIENT_COUNTER("HugetlbFaults"),
         CLIENT_COUNTER("HugetlbPrefilled"),
+        CLIENT_COUNTER("ManagedBytes"),
+        CLIENT_COUNTER("AnonymousBytes"),
+        CLIENT_COUNTER("CoveragePermille"),
         CLIENT_COUNTER("KernelFaults"),
         CLIENT_COUNTER("KernelFaultLatencyP50Ns"),
         CLIENT_COUNTER("KernelFaultLatencyP99Ns"),

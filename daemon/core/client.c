@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "coverage.h"
 #include "log.h"
 #include "manager.h"
 #include "proto.h"
@@ -166,7 +167,7 @@ void client_disconnect(struct client *c, const char *why)
                 client_stats(c, &s);
                 /* with tracing on: the latency the program saw, collapse and split counts */
                 struct trace_stats ts;
-                char tr[384] = "";
+                char tr[512] = "";
                 if (trace_read(c->m->trace, c->pid, &ts) == 0)
                         snprintf(tr, sizeof(tr), " bpf_faults=%" PRIu64 " bpf_fault_p50_ns=%" PRIu64
                                  " bpf_fault_p99_ns=%" PRIu64 " bpf_collapse_ok=%" PRIu64
@@ -180,6 +181,7 @@ void client_disconnect(struct client *c, const char *why)
                         snprintf(tr + l, sizeof(tr) - l, " hugetlb_faults=%" PRIu64 " hugetlb_prefilled=%" PRIu64,
                                  c->hugetlb.faults, c->hugetlb.prefilled);
                 }
+                coverage_client_gone(c, tr, sizeof(tr));
                 log_info("client %d (%s) gone (%s): faults_served=%" PRIu64 " pages_populated=%" PRIu64
                          " promotions=%" PRIu64 " promotions_failed=%" PRIu64 " regions_huge=%" PRIu64
                          " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64 "%s",

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bus-thread.h"
+#include "coverage.h"
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
@@ -43,6 +44,7 @@ static void on_tick(struct watch *w, int revents)
 
         if (read(m->heartbeat_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "heartbeat timer: %m");
+        coverage_tick(m);
         heartbeat_publish(m);
         hugetlb_tick(m);
         if (m->watchdog_usec && now - m->last_watchdog_ns >= m->watchdog_usec * 1000 / 2) {

@@ -89,6 +89,7 @@ struct snapshot *snapshot_take(struct manager *m)
                 e->hugetlb_pages = hugetlb_client_pages(c);
                 e->hugetlb_faults = c->hugetlb.faults;
                 e->hugetlb_prefilled = c->hugetlb.prefilled;
+                coverage_get(c, &e->coverage);
                 if (c->ranges.n) {
                         e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
                         if (!e->ranges)
@@ -109,6 +110,11 @@ struct snapshot *snapshot_take(struct manager *m)
         dedup(s);
 
         s->clients = s->n;
+        for (size_t i = 0; i < s->n; i++) {
+                s->coverage.managed_bytes += s->v[i].coverage.managed_bytes;
+                s->coverage.anonymous_bytes += s->v[i].coverage.anonymous_bytes;
+        }
+        s->coverage.permille = coverage_permille(s->coverage.managed_bytes, s->coverage.anonymous_bytes);
         s->tracing = m->trace != NULL;
         kernel_read(m->trace, 0, &s->kernel);
         hugetlb_stats(m, &s->hugetlb);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "coverage.h"
 #include "hugepaged-protocol.h"
 #include "hugetlb.h"
 
@@ -44,6 +45,7 @@ struct snapshot_client {
         uint64_t hugetlb_pages;         /* hugetlb pages charged to it now */
         uint64_t hugetlb_faults;        /* its hugetlb faults served */
         uint64_t hugetlb_prefilled;     /* its pages filled ahead of a stream */
+        struct coverage coverage;       /* coverage.h */
         uint32_t max_window;
         bool dense_predict;
         bool policy_explicit;   /* set by the client itself or SetPolicy */
@@ -60,6 +62,7 @@ struct snapshot {
         uint64_t clients;
         uint64_t pool_chunks, pool_bytes, pressure_level;  /* no pool yet: 0 */
         struct hugetlb_stats hugetlb;   /* hugetlb.h */
+        struct coverage coverage;       /* sums of the clients' (permille: of the sums) */
         bool tracing;                   /* in-kernel tracing runs */
         struct snapshot_kernel kernel;  /* of every process ever traced */
         /* The configuration in force. */
