@@ -10,7 +10,7 @@
 #ifndef HP_ALLOCATOR_H
 #define HP_ALLOCATOR_H
 
-#include <string.h>
+#include <strings.h>
 
 enum hp_allocator {
         HP_ALLOCATOR_GLIBC,             /* the program's own malloc: nothing preloaded */
@@ -29,11 +29,11 @@ static const char *const hp_allocator_names[HP_ALLOCATOR_MAX] = {
 
 #define HP_ALLOCATOR_LIST "glibc, jemalloc, mimalloc or tcmalloc"
 
-/* The allocator called name (exact, lower case), or -1. */
+/* The allocator called name (any case), or -1. */
 static inline int hp_allocator_from_name(const char *name)
 {
         for (int i = 0; i < HP_ALLOCATOR_MAX; i++)
-                if (strcmp(name, hp_allocator_names[i]) == 0)
+                if (strcasecmp(name, hp_allocator_names[i]) == 0)
                         return i;
         return -1;
 }
