@@ -260,21 +260,34 @@ static int preload_add(const char *shim, const char *allocator)
 {
         const char *old = getenv("LD_PRELOAD");
         _cleanup_free_ char *value = NULL;
-        bool have_shim = old && preload_has(old, shim);
-        bool have_alloc = !allocator || (old && preload_has(old, allocator));
+        size_t len, n;
+        char *w;
 
         if (strpbrk(shim, ": ") || (allocator && strpbrk(allocator, ": ")))
                 return -EINVAL;
-        if (have_shim && have_alloc)
-                return 0;
-        /* the shim already there (a nested hugepaged-run): the allocator
-         * still goes after it, in front of the rest */
-        if (asprintf(&value, "%s%s%s%s%s",
-                     have_shim ? "" : shim,
-                     have_alloc ? "" : (have_shim ? "" : ":"), have_alloc ? "" : allocator,
-                     old && *old ? ":" : "", old ? old : "") < 0)
+        if (!old)
+                old = "";
+        if (!allocator && preload_has(old, shim))
+                return 0;       /* as before --allocator: a shim already there stays where it is */
+        /* shim, allocator, then the old entries without those two (a nested
+         * hugepaged-run, or a user's own LD_PRELOAD naming them) */
+        len = strlen(shim) + (allocator ? strlen(allocator) + 1 : 0) + strlen(old) + 2;
+        value = malloc(len);
+        if (!value)
                 return -ENOMEM;
-        if (setenv("LD_PRELOAD", value[0] == ':' ? value + 1 : value, 1) < 0)
+        w = value + sprintf(value, "%s%s%s", shim, allocator ? ":" : "", allocator ? allocator : "");
+        for (const char *p = old; *p; p += n, p += strspn(p, ": ")) {
+                n = strcspn(p, ": ");
+                if (n == 0)
+                        continue;
+                if ((n == strlen(shim) && memcmp(p, shim, n) == 0) ||
+                    (allocator && n == strlen(allocator) && memcmp(p, allocator, n) == 0))
+                        continue;
+                w += sprintf(w, ":%.*s", (int)n, p);
+        }
+        if (strcmp(value, old) == 0)
+                return 0;
+        if (setenv("LD_PRELOAD", value, 1) < 0)
                 return -errno;
         return 0;
 }

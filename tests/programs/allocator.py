@@ -22,7 +22,8 @@ front of unmodified programs, next to the shim.
   allocator.py choice
       which allocator is loaded: --allocator over HUGEPAGED_ALLOCATOR over
       Allocator= of [Program:NAME] in --config's file over the default
-      (glibc: nothing loaded); invalid names; a program that brings its own
+      (glibc: nothing loaded); invalid names; LD_PRELOAD order (the shim,
+      the allocator, the rest); a program that brings its own
       allocator is left alone and --debug says so: redis-server (linked to
       libjemalloc) keeps its jemalloc and gets no second malloc, a
       statically linked program (static-env.c) gets neither an allocator
@@ -296,6 +297,17 @@ def choice(ctx):
 
     r = hptest.run([ctx.paths.run, "--allocator", "hoard", "--", "true"], timeout=60)
     ctx.expect(r.rc == 2 and "invalid --allocator 'hoard'" in r.err, f"--allocator hoard: usage error 2 ({r.rc})")
+
+    # LD_PRELOAD: the shim, then the allocator, then the rest, each once
+    libm = next((p for p in (os.path.join(x, "libm.so.6") for x in LIBDIRS) if os.path.exists(p)), None)
+    jem = os.path.realpath(next(os.path.join(x, LIBS["jemalloc"]) for x in LIBDIRS
+                                if os.path.exists(os.path.join(x, LIBS["jemalloc"]))))
+    if libm:
+        r = hptest.run(progtest.managed(ctx, d, ["/bin/sh", "-c", 'echo "LD_PRELOAD=$LD_PRELOAD"'],
+                                        ["--allocator", "jemalloc"]), timeout=60,
+                       env=dict(env_clean, LD_PRELOAD=f"{libm}:{jem} {ctx.paths.preload}"))
+        ctx.expect(r.kv.get("LD_PRELOAD") == f"{os.path.realpath(ctx.paths.preload)}:{jem}:{libm}",
+                   f"LD_PRELOAD is the shim, the allocator, then the rest, each once ({r.kv.get('LD_PRELOAD')})")
 
     # [Program:NAME] Allocator= of the configuration file, NAME the executable's
     # file name with links resolved (as the daemon matches it)
