@@ -81,28 +81,6 @@ static struct coverage_entry *entry_get(uint64_t id)
         return e;
 }
 
-uint64_t coverage_permille(uint64_t managed, uint64_t anonymous)
-{
-        if (!anonymous)
-                return 0;
-        if (managed >= anonymous)
-                return 1000;
-        return (uint64_t)((unsigned __int128)managed * 1000 / anonymous);
-}
-
-int coverage_parse_anonymous(const char *text, uint64_t *ret)
-{
-        for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-                unsigned long long kb;
-                if (strncmp(p, "Anonymous:", 10) == 0 && sscanf(p + 10, "%llu kB", &kb) == 1 &&
-                    kb <= UINT64_MAX / 1024) {
-                        *ret = (uint64_t)kb * 1024;
-                        return 0;
-                }
-        }
-        return -EINVAL;
-}
-
 static uint64_t managed_bytes(struct client *c)
 {
         uint64_t pages = 0;
