@@ -50,35 +50,61 @@ struct coverage_entry {
         uint64_t read_ns;       /* 0: never read */
 };
 
-/* Main thread only. One entry per client that has been ticked. */
+/* Main thread only. One entry per ready client, sorted by id (binary search:
+ * a tick and a snapshot cost O(clients log clients)). */
 static struct coverage_entry *coverage_v;
 static size_t coverage_n, coverage_cap;
 
-static struct coverage_entry *entry_find(uint64_t id)
+/* Index of id, or of where it would go. */
+static size_t entry_index(uint64_t id)
 {
-        for (size_t i = 0; i < coverage_n; i++)
-                if (coverage_v[i].id == id)
-                        return &coverage_v[i];
-        return NULL;
+        size_t lo = 0, hi = coverage_n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (coverage_v[mid].id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
 }
 
-static struct coverage_entry *entry_get(uint64_t id)
+static struct coverage_entry *entry_find(uint64_t id)
 {
-        struct coverage_entry *e = entry_find(id);
+        size_t i = entry_index(id);
+        return i < coverage_n && coverage_v[i].id == id ? &coverage_v[i] : NULL;
+}
 
-        if (e)
-                return e;
+/* Find or add; may move every entry (realloc): callers hold no pointers across it. */
+static int entry_add(uint64_t id)
+{
+        size_t i = entry_index(id);
+
+        if (i < coverage_n && coverage_v[i].id == id)
+                return 0;
         if (coverage_n == coverage_cap) {
                 size_t cap = coverage_cap ? coverage_cap * 2 : 16;
                 struct coverage_entry *v = realloc(coverage_v, cap * sizeof(*v));
                 if (!v)
-                        return NULL;
+                        return -ENOMEM;
                 coverage_v = v;
                 coverage_cap = cap;
         }
-        e = &coverage_v[coverage_n++];
-        *e = (struct coverage_entry){ .id = id };
-        return e;
+        memmove(&coverage_v[i + 1], &coverage_v[i], (coverage_n - i) * sizeof(*coverage_v));
+        coverage_v[i] = (struct coverage_entry){ .id = id };
+        coverage_n++;
+        return 0;
+}
+
+static void entry_remove(uint64_t id)
+{
+        size_t i = entry_index(id);
+
+        if (i < coverage_n && coverage_v[i].id == id) {
+                memmove(&coverage_v[i], &coverage_v[i + 1], (coverage_n - i - 1) * sizeof(*coverage_v));
+                coverage_n--;
+        }
 }
 
 static uint64_t managed_bytes(struct client *c)
@@ -119,37 +145,54 @@ static int read_anonymous(struct client *c, uint64_t *ret)
 
 void coverage_tick(struct manager *m)
 {
+        struct client *pick[COVERAGE_READS_PER_TICK];
+        uint64_t pick_ns[COVERAGE_READS_PER_TICK];
         uint64_t now = now_ns();
+        size_t n = 0;
 
-        for (unsigned k = 0; k < COVERAGE_READS_PER_TICK; k++) {
-                struct coverage_entry *stalest = NULL;
-                struct client *pick = NULL;
-
-                for (struct client *c = m->clients; c; c = c->next) {
-                        struct coverage_entry *e;
-                        if (c->state != CLIENT_READY || !(e = entry_get(c->id)))
-                                continue;
-                        if (e->read_ns && now - e->read_ns < COVERAGE_INTERVAL_NS)
-                                continue;
-                        if (!stalest || e->read_ns < stalest->read_ns) {
-                                stalest = e;
-                                pick = c;
-                        }
-                }
-                if (!pick)
+        /* every ready client has an entry (added here, removed when it goes) */
+        for (struct client *c = m->clients; c; c = c->next)
+                if (c->state == CLIENT_READY && entry_add(c->id) < 0)
                         return;
-                uint64_t anon;
-                int r = read_anonymous(pick, &anon);
-                stalest->read_ns = now ? now : 1;
+
+        /* the stalest few due for a read, oldest first */
+        for (struct client *c = m->clients; c; c = c->next) {
+                struct coverage_entry *e;
+                size_t i;
+
+                if (c->state != CLIENT_READY || !(e = entry_find(c->id)))
+                        continue;
+                if (e->read_ns && now - e->read_ns < COVERAGE_INTERVAL_NS)
+                        continue;
+                for (i = n; i > 0 && pick_ns[i - 1] > e->read_ns; i--)
+                        if (i < COVERAGE_READS_PER_TICK) {
+                                pick[i] = pick[i - 1];
+                                pick_ns[i] = pick_ns[i - 1];
+                        }
+                if (i < COVERAGE_READS_PER_TICK) {
+                        pick[i] = c;
+                        pick_ns[i] = e->read_ns;
+                        if (n < COVERAGE_READS_PER_TICK)
+                                n++;
+                }
+        }
+
+        for (size_t k = 0; k < n; k++) {
+                struct client *c = pick[k];
+                struct coverage_entry *e = entry_find(c->id);
+                uint64_t anon, managed;
+                int r = read_anonymous(c, &anon);
+
+                e->read_ns = now ? now : 1;
                 if (r < 0) {
-                        log_debug_errno(-r, "client %d (%s): smaps_rollup: %m", pick->pid, pick->comm);
+                        log_debug_errno(-r, "client %d (%s): smaps_rollup: %m", c->pid, c->comm);
                         continue;
                 }
-                uint64_t managed = managed_bytes(pick);
-                stalest->anonymous = anon;
-                stalest->managed = managed;
+                managed = managed_bytes(c);
+                e->anonymous = anon;
+                e->managed = managed;
                 log_debug("client %d (%s) coverage: managed_bytes=%" PRIu64 " anonymous_bytes=%" PRIu64
-                          " coverage_permille=%" PRIu64, pick->pid, pick->comm, managed, anon,
+                          " coverage_permille=%" PRIu64, c->pid, c->comm, managed, anon,
                           coverage_permille(managed, anon));
         }
 }
@@ -174,5 +217,5 @@ void coverage_client_gone(struct client *c, char *buf, size_t size)
                 snprintf(buf + l, size - l, " managed_bytes=%" PRIu64 " anonymous_bytes=%" PRIu64
                          " coverage_permille=%" PRIu64, cov.managed_bytes, cov.anonymous_bytes, cov.permille);
         if (e)
-                *e = coverage_v[--coverage_n];
+                entry_remove(c->id);
 }
