@@ -22,7 +22,7 @@ Targets (the issue): coverage >= 90% with the recommended allocator, Rss <=
 1.10 x plain, speed >= plain. Needs root; starts its own daemon on a private
 socket and removes everything it made.
 
-  bench/allocators.py [--rounds N] [--json FILE] [--programs sqlite3,python3,perl]
+  bench/allocators.py [--rounds N] [--json FILE] [--programs sqlite3,python3,perl] [--variants V,...]
 """
 
 import argparse
@@ -51,6 +51,11 @@ VARIANTS = [
     ("jemalloc", ["--allocator", "jemalloc"]),
     ("mimalloc", ["--allocator", "mimalloc"]),
     ("tcmalloc", ["--allocator", "tcmalloc"]),
+]
+# Not run by default (--variants): the allocators with a lower promotion threshold.
+EXTRA_VARIANTS = [
+    ("jemalloc-t16", ["--allocator", "jemalloc", "--threshold", "16"]),
+    ("mimalloc-t16", ["--allocator", "mimalloc", "--threshold", "16"]),
 ]
 
 SQL_ROWS = 1_200_000
@@ -267,11 +272,21 @@ def main():
     ap.add_argument("--build", metavar="DIR", default=os.environ.get("HP_BUILD_DIR", os.path.join(ROOT, "build")),
                     help="the build directory (default: build/)")
     ap.add_argument("--programs", default="sqlite3,python3,perl", help="comma-separated subset")
+    ap.add_argument("--variants", help="comma-separated variants (default: "
+                    + ",".join(n for n, _ in VARIANTS) + "; also " + ",".join(n for n, _ in EXTRA_VARIANTS) + ")")
     args = ap.parse_args()
     if os.geteuid() != 0:
         die("needs root (it starts a daemon)")
-    variants = [(n, o) for n, o in VARIANTS if o is None or lib_installed(o[1])]
-    skipped = [n for n, o in VARIANTS if (n, o) not in variants]
+    chosen = VARIANTS
+    if args.variants:
+        known = dict(VARIANTS + EXTRA_VARIANTS)
+        names = ["plain"] + [n for n in args.variants.split(",") if n != "plain"]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            die(f"unknown variants {unknown}: expected {', '.join(known)}")
+        chosen = [(n, known[n]) for n in names]
+    variants = [(n, o) for n, o in chosen if o is None or lib_installed(o[1])]
+    skipped = [n for n, o in chosen if (n, o) not in variants]
     programs = args.programs.split(",")
 
     t_start = time.time()
