@@ -49,12 +49,10 @@ struct allocator_info {
  *   address space of freed extents instead of unmapping it (the default on
  *   64-bit Linux; said explicitly so a system-wide /etc/malloc.conf cannot
  *   turn it off): with it jemalloc grows by mappings of 2 MiB and up,
- *   growing geometrically. dirty_decay_ms:-1 and muzzy_decay_ms:-1 stop its
- *   purging: by default it hands freed pages back a run at a time with
- *   MADV_DONTNEED within seconds, which splits the huge pages they were in,
- *   and the next touch is a fault the daemon serves again (python3 with
- *   many mid-size objects: 1.8-2.7 s against 1.3-1.8 s without purging).
- *   Like glibc's heap, the memory then stays with the program.
+ *   growing geometrically. Its purging of freed pages (dirty_decay_ms,
+ *   muzzy_decay_ms) is left at the defaults: turning it off (-1) raised
+ *   Rss in bench/allocators.py (python3 1.09 -> 1.12 x plain, perl 1.05 ->
+ *   1.11) and made nothing faster (python3 0.43 x plain either way).
  * - mimalloc (2.0, MIMALLOC_*): it maps 32 MiB-aligned segments (managed
  *   whole), but by default decommits idle parts of them and commits a
  *   thread's first segments lazily, in 64 KiB pieces. allow_decommit=0
@@ -65,9 +63,7 @@ struct allocator_info {
  *   managed; release_rate=0 keeps freed spans rather than returning them
  *   with MADV_DONTNEED a span at a time.
  */
-static const char *const jemalloc_tuning[] = {
-        "MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1", NULL,
-};
+static const char *const jemalloc_tuning[] = { "MALLOC_CONF=retain:true", NULL };
 static const char *const mimalloc_tuning[] = {
         "MIMALLOC_ALLOW_DECOMMIT=0", "MIMALLOC_EAGER_COMMIT_DELAY=0", NULL,
 };
