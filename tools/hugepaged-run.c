@@ -3,12 +3,13 @@
  * hugepaged-run: run a command with its large anonymous memory (mappings and
  * malloc blocks) managed by hugepaged, through the LD_PRELOAD shim.
  *
- *   hugepaged-run [--socket PATH] [--threshold N] [--min-size SIZE] [--backend anon|hugetlb] [--debug]
- *                 [--] CMD [ARGS...]
+ *   hugepaged-run [--socket PATH] [--threshold N] [--min-size SIZE] [--backend anon|hugetlb]
+ *                 [--allocator NAME] [--config PATH] [--debug] [--] CMD [ARGS...]
  *
  * Owns: option checking, the HUGEPAGED_* environment of the command, finding
- * the shim and putting it in front of LD_PRELOAD, and one probe handshake so
- * that a refusal is reported once, here, instead of silently in every process.
+ * the shim and putting it in front of LD_PRELOAD (followed by the allocator
+ * chosen, run-allocator.c), and one probe handshake so that a refusal is
+ * reported once, here, instead of silently in every process.
  *
  * Must never: change the command's exit status (it execs the command), keep
  * the probe connection open across exec, or refuse to run the command because
@@ -22,9 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "conn.h"
+#include "run-allocator.h"
 #include "util.h"
 
 #define PRELOAD_NAME "libhugepaged-preload.so"
@@ -38,6 +42,8 @@ static const char *arg_socket;
 static const char *arg_threshold;
 static const char *arg_min_size;
 static const char *arg_backend;
+static const char *arg_allocator;
+static const char *arg_config;
 static bool arg_debug;
 
 static void help(void)
@@ -62,6 +68,14 @@ static void help(void)
                "                        hugetlb: mappings that are whole 2 MiB pages become\n"
                "                        MAP_HUGETLB when the daemon can supply the pages\n"
                "                        (see hugepaged-run(1) for the limits); default: anon\n"
+               "      --allocator NAME  malloc for CMD: glibc (its own), jemalloc, mimalloc\n"
+               "                        or tcmalloc, preloaded after the shim and tuned to\n"
+               "                        map large blocks and keep them; default:\n"
+               "                        $%s, else Allocator= of [Program:NAME] in\n"
+               "                        the configuration, else %s. A program with an\n"
+               "                        allocator of its own (or a static one) keeps it\n"
+               "      --config PATH     the file Allocator= is read from; default:\n"
+               "                        %s\n"
                "      --debug           each process says whether it is managed, and why not\n"
                "  -h, --help            show this help\n"
                "      --version         show the version\n"
@@ -74,6 +88,7 @@ static void help(void)
                "Exit status: CMD's (hugepaged-run becomes CMD); 127 if CMD is not found,\n"
                "126 if it cannot be run, 2 for a usage error.\n",
                program_invocation_short_name, HP_ENV_SOCKET, HUGEPAGED_DEFAULT_SOCKET, HP_REGION_PAGES,
+               HP_ENV_ALLOCATOR, hp_allocator_names[HP_ALLOCATOR_DEFAULT], HUGEPAGED_DEFAULT_CONFIG,
                HP_ENV_SOCKET, HP_ENV_THRESHOLD, HP_ENV_MIN_SIZE, HP_ENV_BACKEND, HP_ENV_DEBUG, HP_ENV_PRELOAD);
 }
 
@@ -92,12 +107,15 @@ static void usage_error(const char *fmt, ...)
 
 static int parse_argv(int argc, char *argv[])
 {
-        enum { ARG_SOCKET = 0x100, ARG_THRESHOLD, ARG_MIN_SIZE, ARG_DEBUG, ARG_VERSION, ARG_BACKEND };
+        enum { ARG_SOCKET = 0x100, ARG_THRESHOLD, ARG_MIN_SIZE, ARG_DEBUG, ARG_VERSION, ARG_BACKEND,
+               ARG_ALLOCATOR, ARG_CONFIG };
         static const struct option options[] = {
                 { "socket",    required_argument, NULL, ARG_SOCKET },
                 { "threshold", required_argument, NULL, ARG_THRESHOLD },
                 { "min-size",  required_argument, NULL, ARG_MIN_SIZE },
                 { "backend",   required_argument, NULL, ARG_BACKEND },
+                { "allocator", required_argument, NULL, ARG_ALLOCATOR },
+                { "config",    required_argument, NULL, ARG_CONFIG },
                 { "debug",     no_argument,       NULL, ARG_DEBUG },
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
@@ -131,6 +149,16 @@ static int parse_argv(int argc, char *argv[])
                         if (strcmp(optarg, "anon") != 0 && strcmp(optarg, "hugetlb") != 0)
                                 usage_error("invalid --backend '%s': expected anon or hugetlb", optarg);
                         arg_backend = optarg;
+                        break;
+                case ARG_ALLOCATOR:
+                        if (hp_allocator_from_name(optarg) < 0)
+                                usage_error("invalid --allocator '%s': expected " HP_ALLOCATOR_LIST, optarg);
+                        arg_allocator = optarg;
+                        break;
+                case ARG_CONFIG:
+                        if (!*optarg)
+                                usage_error("--config needs a path");
+                        arg_config = optarg;
                         break;
                 case ARG_DEBUG:
                         arg_debug = true;
@@ -219,28 +247,156 @@ static bool preload_has(const char *list, const char *path)
         return false;
 }
 
-/* Put the shim first in LD_PRELOAD, keeping what is there. 0 or -errno;
- * -EINVAL: the path has a separator and cannot be an LD_PRELOAD entry. */
-static int preload_add(const char *shim)
+/*
+ * Put the shim first in LD_PRELOAD and the allocator library (if any) right
+ * after it, keeping what is there. The order matters: the shim must come
+ * before the allocator, so that the allocator's own mmap() calls bind to the
+ * shim's mmap (tcmalloc even defines mmap itself, which would otherwise hide
+ * the shim's), and the shim's malloc family forwards every call to the
+ * allocator it finds next (malloc.c: a malloc that is not glibc's is never
+ * taken over). 0 or -errno; -EINVAL: a path has a separator and cannot be an
+ * LD_PRELOAD entry.
+ */
+static int preload_add(const char *shim, const char *allocator)
 {
         const char *old = getenv("LD_PRELOAD");
         _cleanup_free_ char *value = NULL;
+        size_t len, n;
+        char *w;
 
-        if (strpbrk(shim, ": "))
+        if (strpbrk(shim, ": ") || (allocator && strpbrk(allocator, ": ")))
                 return -EINVAL;
-        if (old && preload_has(old, shim))
-                return 0;
-        if (old && *old) {
-                if (asprintf(&value, "%s:%s", shim, old) < 0)
-                        return -ENOMEM;
-        } else {
-                value = strdup(shim);
-                if (!value)
-                        return -ENOMEM;
+        if (!old)
+                old = "";
+        if (!allocator && preload_has(old, shim))
+                return 0;       /* as before --allocator: a shim already there stays where it is */
+        /* shim, allocator, then the old entries without those two (a nested
+         * hugepaged-run, or a user's own LD_PRELOAD naming them) */
+        len = strlen(shim) + (allocator ? strlen(allocator) + 1 : 0) + strlen(old) + 2;
+        value = malloc(len);
+        if (!value)
+                return -ENOMEM;
+        w = value + sprintf(value, "%s%s%s", shim, allocator ? ":" : "", allocator ? allocator : "");
+        for (const char *p = old; *p; p += n, p += strspn(p, ": ")) {
+                n = strcspn(p, ": ");
+                if (n == 0)
+                        continue;
+                if ((n == strlen(shim) && memcmp(p, shim, n) == 0) ||
+                    (allocator && n == strlen(allocator) && memcmp(p, allocator, n) == 0))
+                        continue;
+                w += sprintf(w, ":%.*s", (int)n, p);
         }
+        if (strcmp(value, old) == 0)
+                return 0;
         if (setenv("LD_PRELOAD", value, 1) < 0)
                 return -errno;
         return 0;
+}
+
+static void config_report_allocator(void *userdata, int level, const char *msg)
+{
+        /* the rest of the file is the daemon's business: it reports it */
+        if (level <= LOG_WARNING && strstr(msg, ": Allocator: "))
+                fprintf(stderr, "%s: %s\n", program_invocation_short_name, msg);
+}
+
+/* Allocator= of [Program:name] in the configuration file, or -1. */
+static int config_allocator(const char *name)
+{
+        const char *path = arg_config ? arg_config : HUGEPAGED_DEFAULT_CONFIG;
+        const struct config_program *p;
+        struct config c;
+        int r, a = -1;
+
+        if (config_init(&c) < 0)
+                return -1;
+        r = config_load(&c, path, config_report_allocator, NULL);
+        if (r < 0 && r != -EINVAL) {
+                if (arg_config || (arg_debug && r != -ENOENT))
+                        fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, path, strerror(-r));
+        } else {
+                p = config_find_program(&c, name);
+                if (p)
+                        a = p->allocator;
+                if (arg_debug && a >= 0)
+                        fprintf(stderr, "%s: %s: [Program:%s] Allocator=%s\n", program_invocation_short_name,
+                                path, name, hp_allocator_names[a]);
+        }
+        config_done(&c);
+        return a;
+}
+
+/*
+ * The allocator for CMD: --allocator, else $HUGEPAGED_ALLOCATOR, else the
+ * configuration's [Program:NAME] Allocator= (NAME: the file name of the
+ * executable, symbolic links resolved, as the daemon matches it), else the
+ * default. Returns the path of its library to preload, or NULL for none (the
+ * allocator is glibc, the program brings its own, or the library is missing:
+ * said always for a missing library, else with --debug).
+ */
+static char *allocator_choose(const char *cmd)
+{
+        _cleanup_free_ char *exe = allocator_which(cmd);
+        const char *env = getenv(HP_ENV_ALLOCATOR), *from;
+        const char *name = exe ? strrchr(exe, '/') + 1 : cmd;
+        char why[256] = "";
+        char *lib;
+        int a, r;
+
+        if (arg_allocator) {
+                a = hp_allocator_from_name(arg_allocator);
+                from = "--allocator";
+        } else if (env && *env) {
+                a = hp_allocator_from_name(env);
+                from = HP_ENV_ALLOCATOR;
+                if (a < 0) {
+                        fprintf(stderr, "%s: %s=%s: expected " HP_ALLOCATOR_LIST ", using %s\n",
+                                program_invocation_short_name, HP_ENV_ALLOCATOR, env,
+                                hp_allocator_names[HP_ALLOCATOR_DEFAULT]);
+                        a = HP_ALLOCATOR_DEFAULT;
+                        from = "the default";
+                }
+        } else if ((a = config_allocator(name)) >= 0)
+                from = "the configuration";
+        else {
+                a = HP_ALLOCATOR_DEFAULT;
+                from = "the default";
+        }
+        if (a == HP_ALLOCATOR_GLIBC) {
+                if (arg_debug)
+                        fprintf(stderr, "%s: allocator glibc (%s): %s keeps its own malloc\n",
+                                program_invocation_short_name, from, name);
+                return NULL;
+        }
+
+        r = exe ? allocator_program_has_own(exe, why, sizeof(why)) : -ENOENT;
+        if (r > 0) {
+                if (arg_debug)
+                        fprintf(stderr, "%s: allocator %s (%s) not loaded: %s has its own allocator (%s)\n",
+                                program_invocation_short_name, hp_allocator_names[a], from, name, why);
+                return NULL;
+        }
+        if (r < 0 && arg_debug)
+                fprintf(stderr, "%s: %s: not an ELF program (%s), allocator %s loaded for what it runs\n",
+                        program_invocation_short_name, exe ? exe : cmd, strerror(-r), hp_allocator_names[a]);
+
+        lib = allocator_find_library(a);
+        if (!lib) {
+                fprintf(stderr, "%s: allocator %s: %s is not installed, %s keeps its own malloc\n",
+                        program_invocation_short_name, hp_allocator_names[a], allocator_soname(a), name);
+                return NULL;
+        }
+        r = allocator_tune(a, arg_debug);
+        if (r < 0) {
+                fprintf(stderr, "%s: allocator %s: setenv: %s, not loaded\n", program_invocation_short_name,
+                        hp_allocator_names[a], strerror(-r));
+                free(lib);
+                return NULL;
+        }
+        if (arg_debug)
+                fprintf(stderr, "%s: allocator %s (%s): preloading %s after the shim\n",
+                        program_invocation_short_name, hp_allocator_names[a], from, lib);
+        return lib;
 }
 
 /*
@@ -273,7 +429,7 @@ static bool daemon_probe(const char *path)
 
 int main(int argc, char *argv[])
 {
-        _cleanup_free_ char *shim = NULL;
+        _cleanup_free_ char *shim = NULL, *allocator = NULL;
         const char *path;
         int cmd, r;
 
@@ -291,10 +447,12 @@ int main(int argc, char *argv[])
         path = hp_conn_socket_path(arg_socket);
         shim = preload_find();
         if (shim && daemon_probe(path)) {
-                r = preload_add(shim);
+                allocator = allocator_choose(argv[cmd]);
+                r = preload_add(shim, allocator);
                 if (r == -EINVAL)
-                        fprintf(stderr, "%s: %s: a path with ':' or ' ' cannot go in LD_PRELOAD, running unmanaged\n",
-                                program_invocation_short_name, shim);
+                        fprintf(stderr, "%s: %s%s%s: a path with ':' or ' ' cannot go in LD_PRELOAD, running unmanaged\n",
+                                program_invocation_short_name, shim, allocator ? " or " : "",
+                                allocator ? allocator : "");
                 else if (r < 0)
                         fprintf(stderr, "%s: cannot set LD_PRELOAD: %s, running unmanaged\n",
                                 program_invocation_short_name, strerror(-r));

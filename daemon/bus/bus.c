@@ -86,6 +86,14 @@ static const struct counter budget_counters[] = {
 };
 #undef B
 #define BUDGET_CLIENT_COUNTERS 6
+/* Coverage (coverage.h), both interfaces: place in struct coverage. */
+#define V(f) offsetof(struct coverage, f)
+static const struct counter coverage_counters[] = {
+        { "ManagedBytes", V(managed_bytes) },
+        { "AnonymousBytes", V(anonymous_bytes) },
+        { "CoveragePermille", V(permille) },
+};
+#undef V
 
 /* The entry of `name` in a counter table, or NULL. */
 static const struct counter *table_find(const struct counter *v, size_t n, const char *name)
@@ -111,6 +119,7 @@ static int backend_counter_index(const char *property, bool per_client)
                         return per_client && !bc[i]->per_client ? -1 : (int)i;
         return -1;
 }
+#define coverage_counter_find(name) table_find(coverage_counters, ARRAY_SIZE(coverage_counters), name)
 
 /* The counter's field in the struct it describes (struct hp_stats or struct snapshot_kernel). */
 static uint64_t field_value(const void *stats, const struct counter *c)
@@ -137,6 +146,8 @@ static bool manager_counter(const struct snapshot *s, const char *property, uint
                 *ret = field_value(&s->kernel, k);
         else if (b)
                 *ret = field_value(&s->budget, b);
+        else if ((b = coverage_counter_find(property)))
+                *ret = field_value(&s->coverage, b);
         else if (strcmp(property, "Clients") == 0)
                 *ret = s->clients;
         else if ((i = backend_counter_index(property, false)) >= 0)
@@ -249,6 +260,9 @@ static int append_client_stats(sd_bus_message *reply, const struct snapshot *s, 
         for (size_t i = 0; r >= 0 && i < s->n_counters; i++)
                 if (s->counters[i]->per_client)
                         r = sd_bus_message_append(reply, "{st}", s->counters[i]->property, c->backend[i]);
+        for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(coverage_counters); i++)
+                r = sd_bus_message_append(reply, "{st}", coverage_counters[i].name,
+                                          field_value(&c->coverage, &coverage_counters[i]));
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
@@ -470,6 +484,9 @@ static const sd_bus_vtable manager_vtable[] = {
         COUNTER("PromotionLatencyP99Ns", manager_get_counter),
         COUNTER("RegionsHuge", manager_get_counter),
         COUNTER("ReservationsReleased", manager_get_counter),
+        COUNTER("ManagedBytes", manager_get_counter),
+        COUNTER("AnonymousBytes", manager_get_counter),
+        COUNTER("CoveragePermille", manager_get_counter),
         COUNTER("Clients", manager_get_counter),
         COUNTER("Ranges", manager_get_counter),
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -552,6 +569,8 @@ static bool client_counter(const struct snapshot_client *c, const char *property
                 *ret = field_value(&c->kernel, kk);
         else if (b && b < budget_counters + BUDGET_CLIENT_COUNTERS)
                 *ret = field_value(&c->budget, b);
+        else if ((b = coverage_counter_find(property)))
+                *ret = field_value(&c->coverage, b);
         else if ((i = backend_counter_index(property, true)) >= 0)
                 *ret = c->backend[i];
         else
@@ -644,6 +663,9 @@ static const sd_bus_vtable client_vtable[] = {
         CLIENT_COUNTER("RegionsHuge"),
         CLIENT_COUNTER("ReservationsReleased"),
         SD_BUS_PROPERTY("Tracing", "b", get_tracing, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        CLIENT_COUNTER("ManagedBytes"),
+        CLIENT_COUNTER("AnonymousBytes"),
+        CLIENT_COUNTER("CoveragePermille"),
         CLIENT_COUNTER("KernelFaults"),
         CLIENT_COUNTER("KernelFaultLatencyP50Ns"),
         CLIENT_COUNTER("KernelFaultLatencyP99Ns"),

@@ -27,6 +27,7 @@
 #include "compat.h"
 #include "control.h"
 #include "fault.h"
+#include "coverage.h"
 #include "log.h"
 #include "manager.h"
 #include "promote.h"
@@ -253,6 +254,7 @@ void client_disconnect(struct client *c, const char *why)
                         if (bc[i]->per_client && bv[i])
                                 snprintf(tr + l, sizeof(tr) - l, " %s=%" PRIu64, bc[i]->key, bv[i]);
                 }
+                coverage_client_gone(c, tr, sizeof(tr));
                 log_info("client %d (%s) gone (%s): faults_served=%" PRIu64 " pages_populated=%" PRIu64
                          " promotions=%" PRIu64 " promotions_failed=%" PRIu64 " regions_huge=%" PRIu64
                          " regions_reserved=%" PRIu64 " fault_p50_ns=%" PRIu64 " fault_p99_ns=%" PRIu64

@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <syslog.h>
 
+#include "allocator.h"
 #include "config.h"
 #include "hugepaged-protocol.h"
 #include "hugepaged.h"
@@ -313,6 +314,15 @@ static int parse_log_level(const struct config_item *it, const char *v, void *ds
         return 0;
 }
 
+static int parse_allocator(const struct config_item *it, const char *v, void *dst, char *why)
+{
+        int a = hp_allocator_from_name(v);
+        if (a < 0)
+                return why_set(why, "'%s' is not one of " HP_ALLOCATOR_LIST, v);
+        *(int *)dst = a;
+        return 0;
+}
+
 /* Names are checked for shape only; reload.c resolves them. */
 static bool valid_account_name(const char *s, size_t n)
 {
@@ -387,6 +397,7 @@ static const struct config_item program_items[] = {
         ITEM(PROGRAM_PREFIX, "Threshold", parse_pages, P(threshold)),
         ITEM(PROGRAM_PREFIX, "DensePrediction", parse_tristate, P(dense_predict)),
         ITEM(PROGRAM_PREFIX, "FaultWindow", parse_pages, P(max_window)),
+        ITEM(PROGRAM_PREFIX, "Allocator", parse_allocator, P(allocator)),
 };
 #undef P
 #undef ITEM
@@ -523,7 +534,7 @@ static struct config_program *program_get(struct config *c, const char *name)
                 return NULL;
         c->programs = p;
         p = &c->programs[c->n_programs];
-        *p = (struct config_program){ .dense_predict = -1, .name = strdup(name) };
+        *p = (struct config_program){ .dense_predict = -1, .allocator = -1, .name = strdup(name) };
         if (!p->name)
                 return NULL;
         c->n_programs++;

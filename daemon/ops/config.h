@@ -25,6 +25,7 @@ struct config_program {
         uint32_t threshold;
         uint32_t max_window;
         int dense_predict;
+        int allocator;          /* enum hp_allocator (allocator.h), -1 = not set; read by hugepaged-run */
 };
 
 /* A size given either in bytes or as a share of physical memory. */

@@ -16,6 +16,7 @@
 #include "bus-thread.h"
 #include "client.h"
 #include "heartbeat.h"
+#include "coverage.h"
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
@@ -57,6 +58,7 @@ static void on_tick(struct watch *w, int revents)
         for (struct client *c = m->clients; c; c = c->next)
                 if (c->state == CLIENT_READY)
                         memcg_recheck(&c->memcg, c->pid, now);
+        coverage_tick(m);
         heartbeat_publish(m);
         backends_tick(m);
         if (m->watchdog_usec && now - m->last_watchdog_ns >= m->watchdog_usec * 1000 / 2) {

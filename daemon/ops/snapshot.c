@@ -100,6 +100,7 @@ struct snapshot *snapshot_take(struct manager *m)
                 e->budget.cgroup_limit_bytes = limit == UINT64_MAX ? 0 : limit;
                 if (e->budget.cgroup_room_bytes == UINT64_MAX)
                         e->budget.cgroup_room_bytes = 0;
+                coverage_get(c, &e->coverage);
                 if (c->ranges.n) {
                         e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
                         if (!e->ranges)
@@ -120,6 +121,11 @@ struct snapshot *snapshot_take(struct manager *m)
         dedup(s);
 
         s->clients = s->n;
+        for (size_t i = 0; i < s->n; i++) {
+                s->coverage.managed_bytes += s->v[i].coverage.managed_bytes;
+                s->coverage.anonymous_bytes += s->v[i].coverage.anonymous_bytes;
+        }
+        s->coverage.permille = coverage_permille(s->coverage.managed_bytes, s->coverage.anonymous_bytes);
         s->tracing = m->trace != NULL;
         kernel_read(m->trace, 0, &s->kernel);
         s->n_counters = backend_counters(s->counters, BACKEND_COUNTERS_MAX);

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "backend.h"
+#include "coverage.h"
 #include "hugepaged-protocol.h"
 #include "stats.h"
 
@@ -60,6 +61,7 @@ struct snapshot_client {
         struct snapshot_kernel kernel;
         struct snapshot_budget budget;
         uint64_t backend[BACKEND_COUNTERS_MAX];        /* the backends' counters (snapshot.counters) */
+        struct coverage coverage;       /* coverage.h */
         uint32_t max_window;
         bool dense_predict;
         bool policy_explicit;   /* set by the client itself or SetPolicy */
@@ -80,6 +82,7 @@ struct snapshot {
         const struct backend_counter *counters[BACKEND_COUNTERS_MAX];
         size_t n_counters;
         uint64_t backend[BACKEND_COUNTERS_MAX];
+        struct coverage coverage;       /* sums of the clients' (permille: of the sums) */
         bool tracing;                   /* in-kernel tracing runs */
         struct snapshot_kernel kernel;  /* of every process ever traced */
         struct snapshot_budget budget;

@@ -111,6 +111,7 @@ def test():
             page = f.read()
         xml = run([env_path("HUGEPAGED"), "--bus-introspect"], check=True).stdout
         for member in ("ListClients", "GetClientStats", "SetPolicy", "Reload", "FaultsServed", "HugetlbPrefilled",
+                       "ManagedBytes", "AnonymousBytes", "CoveragePermille",
                        "ClientAdded"):
             expect(member in xml and member in page, f"org.hugepaged1(5) lists {member} like --bus-introspect")
 

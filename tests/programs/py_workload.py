@@ -194,8 +194,20 @@ def runtime():
     os.execv(sys.executable, [sys.executable, __file__, "dense", "64", "--wait", "5"])
 
 
+def mapped_allocators():
+    """File names of the malloc libraries mapped in this process (hugepaged-run --allocator)."""
+    names = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            name = line.rsplit("/", 1)[-1].strip() if "/" in line else ""
+            if "malloc" in name:
+                names.add(name)
+    return ",".join(sorted(names)) or "none"
+
+
 def main():
     out("pid", os.getpid())
+    out("malloc_libs", mapped_allocators())
     mode = sys.argv[1]
     if mode == "dense":
         wait_s = float(sys.argv[sys.argv.index("--wait") + 1]) if "--wait" in sys.argv else 0.0

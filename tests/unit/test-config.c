@@ -12,6 +12,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "allocator.h"
 #include "config.h"
 
 static char tmpdir[] = "/tmp/test-config.XXXXXX";
@@ -110,7 +111,8 @@ static void test_full_file(void)
                      "Threshold = 8\n"
                      "DensePrediction = no\n"
                      "[Program:postgres]\n"
-                     "FaultWindow = 2M\n",
+                     "FaultWindow = 2M\n"
+                     "Allocator = JeMalloc\n",
                      &c, &rep);
         if (r != 0) {
                 fprintf(stderr, "FAIL: full file: %d\n%s", r, rep.all);
@@ -129,9 +131,10 @@ static void test_full_file(void)
         assert(c.max_clients == 100 && c.max_ranges == 1000 && c.huge_per_client.bytes == 1u << 30);
         assert(c.n_programs == 2);
         const struct config_program *p = config_find_program(&c, "redis-server");
-        assert(p && p->threshold == 8 && p->dense_predict == 0 && p->max_window == 0);
+        assert(p && p->threshold == 8 && p->dense_predict == 0 && p->max_window == 0 && p->allocator == -1);
         p = config_find_program(&c, "postgres");
-        assert(p && p->threshold == 0 && p->dense_predict == -1 && p->max_window == 512);
+        assert(p && p->threshold == 0 && p->dense_predict == -1 && p->max_window == 512 &&
+               p->allocator == HP_ALLOCATOR_JEMALLOC);
         assert(!config_find_program(&c, "redis"));
 
         struct config copy;
@@ -164,6 +167,7 @@ static void test_errors(void)
         expect_error("[Budgets]\nMaxClients = 99999999999999999999\n", 2, "MaxClients", NULL);
         expect_error("[Program:]\nThreshold = 8\n", 2, "Threshold", "Program:NAME");
         expect_error("[Program:x]\nThreshold = 900\n", 2, "Threshold", NULL);
+        expect_error("[Program:x]\nAllocator = hoard\n", 2, "Allocator", "not one of glibc, jemalloc");
 
         /* inih's own syntax errors still name the line */
         struct config c;
