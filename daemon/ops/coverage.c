@@ -34,6 +34,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
+#include "client.h"
 #include "coverage.h"
 #include "log.h"
 #include "manager.h"
@@ -137,7 +139,7 @@ static int read_anonymous(struct client *c, uint64_t *ret)
                 len += (size_t)n;
         buf[len] = '\0';
         /* still alive now: the pid named the client during the read */
-        r = access_pidfd_alive(c->pidfd);
+        r = access_pidfd_alive(c->fds->pidfd);
         if (r < 0)
                 return r;
         return coverage_parse_anonymous(buf, ret);
