@@ -55,6 +55,7 @@ void histogram_merge(struct histogram *dst, const struct histogram *src)
         for (unsigned b = 0; b < HIST_BUCKETS; b++)
                 dst->bucket[b] += src->bucket[b];
         dst->count += src->count;
+        dst->sum += src->sum;
 }
 
 void counters_add(struct counters *dst, const struct counters *src)
