@@ -342,6 +342,14 @@ int hp_conn_open(struct hp_conn *c, const char *path)
         return 0;
 }
 
+int hp_conn_set_timeout(struct hp_conn *c, uint32_t timeout_ms)
+{
+        if (!hp_conn_alive(c))
+                return -ENOTCONN;
+        c->timeout_ms = timeout_ms;
+        return socket_set_timeouts(c->fd, timeout_ms ? timeout_ms : HP_CONN_TIMEOUT_MS);
+}
+
 void hp_conn_close(struct hp_conn *c)
 {
         uint32_t timeout_ms = c->timeout_ms;
@@ -462,6 +470,14 @@ int hp_conn_get_stats(struct hp_conn *c, struct hp_stats *ret)
                 return r;
         *ret = buf.stats_reply.stats;
         return 0;
+}
+
+int hp_conn_inherit(struct hp_conn *c)
+{
+        struct hp_header req = {};
+        union hp_msg_buf buf;
+
+        return hp_conn_call(c, HP_MSG_INHERIT, &req, sizeof(req), &buf, HP_MSG_REPLY);
 }
 
 static int parse_u64(const char **p, uint64_t *ret)
