@@ -219,7 +219,7 @@ static int prefork(unsigned workers, size_t size)
 
 /* ---- torture ---------------------------------------------------------------- */
 
-#define T_SIZE (256 * MiB)
+#define T_SIZE (128 * MiB)
 #define T_REGIONS (T_SIZE / REGION)
 #define T_TAG 0x544fu
 #define T_TAG_CHILD 0x4348u
