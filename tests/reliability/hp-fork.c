@@ -15,11 +15,11 @@
  *       untouched by the workers).
  *
  *   hp-fork torture THREADS FORKS
- *       THREADS threads rewrite the 2 MiB regions of a 256 MiB mapping,
+ *       THREADS threads rewrite the 2 MiB regions of a 128 MiB mapping,
  *       round after round (dense: promoted at once; every 4th page: promoted
  *       at the threshold; every 32nd page: stays small), each region verified
  *       before it is dropped (MADV_DONTNEED) and written again, while another
- *       thread forks FORKS times. Each child checks a sample of the regions
+ *       thread forks FORKS times (4 children at a time). Each child checks a sample of the regions
  *       that were complete at the fork (pages written hold their pattern,
  *       the others read zero), writes its own pattern into some of them and
  *       into a new mapping, reads it back and exits. At the end the parent
@@ -223,6 +223,7 @@ static int prefork(unsigned workers, size_t size)
 #define T_REGIONS (T_SIZE / REGION)
 #define T_TAG 0x544fu
 #define T_TAG_CHILD 0x4348u
+#define T_INFLIGHT 4u
 
 static char *t_mem;
 static _Atomic uint32_t t_round[T_REGIONS];     /* round of the data in the region; 0: being written */
@@ -285,11 +286,11 @@ static int t_child(unsigned i)
         uint64_t rnd = mix(i + 1);
         unsigned long bad = 0;
 
-        for (unsigned k = 0; k < 16; k++) {
+        for (unsigned k = 0; k < 8; k++) {
                 uint64_t r = (rnd = mix(rnd)) % T_REGIONS;
                 uint32_t n = atomic_load_explicit(&t_round[r], memory_order_acquire);
                 if (n)
-                        bad += t_check_region(r, n, 1 + (rnd >> 32) % 7);
+                        bad += t_check_region(r, n, 3 + (rnd >> 32) % 8);
         }
         for (unsigned k = 0; k < 4; k++) {
                 uint64_t r = (rnd = mix(rnd)) % T_REGIONS;
@@ -297,10 +298,10 @@ static int t_child(unsigned i)
                 page_write((uint64_t *)page, T_TAG_CHILD + i, r, 0, 0);
                 bad += page_check((uint64_t *)page, true, T_TAG_CHILD + i, r, 0, 0);
         }
-        char *own = map_aligned(4 * MiB);
-        for (uint64_t p = 0; p < 4 * MiB / PAGE; p += 3)
+        char *own = map_aligned(2 * MiB);
+        for (uint64_t p = 0; p < 2 * MiB / PAGE; p += 3)
                 page_write((uint64_t *)(own + p * PAGE), T_TAG_CHILD + i, 1, 1, p);
-        for (uint64_t p = 0; p < 4 * MiB / PAGE; p++)
+        for (uint64_t p = 0; p < 2 * MiB / PAGE; p++)
                 bad += page_check((uint64_t *)(own + p * PAGE), p % 3 == 0, T_TAG_CHILD + i, 1, 1, p);
         if (bad)
                 fprintf(stderr, "hp-fork: child %u (pid %d): %lu pages differ\n", i, (int)getpid(), bad);
@@ -322,21 +323,31 @@ static int torture(unsigned nthreads, unsigned forks)
         while (atomic_load(&t_rounds) < T_REGIONS / 4)
                 usleep(1000);
 
-        for (unsigned i = 0; i < forks; i++) {
-                pid_t pid = fork();
-                if (pid < 0)
-                        die("fork");
-                if (pid == 0)
-                        _exit(t_child(i));
+        /* Up to T_INFLIGHT children at a time; each is reaped in turn. */
+        pid_t inflight[T_INFLIGHT];
+        unsigned reaped = 0;
+        for (unsigned i = 0; i < forks || reaped < forks; ) {
+                if (i < forks && i - reaped < T_INFLIGHT) {
+                        pid_t pid = fork();
+                        if (pid < 0)
+                                die("fork");
+                        if (pid == 0)
+                                _exit(t_child(i));
+                        inflight[i % T_INFLIGHT] = pid;
+                        i++;
+                        continue;
+                }
                 int st;
+                pid_t pid = inflight[reaped % T_INFLIGHT];
                 if (waitpid(pid, &st, 0) < 0)
                         die("waitpid");
                 if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-                        fprintf(stderr, "hp-fork: child %u (pid %d) failed (status %#x)\n", i, (int)pid, st);
+                        fprintf(stderr, "hp-fork: child %u (pid %d) failed (status %#x)\n", reaped, (int)pid, st);
                         failures++;
                 }
-                if ((i + 1) % 50 == 0) {
-                        printf("forked=%u\n", i + 1);
+                reaped++;
+                if (reaped % 50 == 0) {
+                        printf("forked=%u\n", reaped);
                         fflush(stdout);
                 }
         }
