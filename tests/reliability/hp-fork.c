@@ -27,6 +27,13 @@
  *       forked=N progress lines, then forks=, child_failures=, rounds=,
  *       mismatches=.
  *
+ *   hp-fork bomb SECONDS
+ *       A fork bomb for SECONDS: every process forks as fast as it can (a
+ *       child forks on in turn, for 0.2 s at most), each writes and checks 4 MiB of its own,
+ *       and a fork that fails (the ulimit -u cap) is retried 1 ms later.
+ *       Every process exits when the time is up. Prints forks=,
+ *       fork_failures= and mismatches= (all processes).
+ *
  * Every page written holds a pattern of (region, round, page, word); pages
  * never written must read zero. Exit status: 0 all data intact, 1 a
  * mismatch or a child that failed, 2 usage or system error.
@@ -365,6 +372,61 @@ static int torture(unsigned nthreads, unsigned forks)
         return mism || failures ? 1 : 0;
 }
 
+/* ---- bomb ------------------------------------------------------------------ */
+
+struct bomb_counts {
+        atomic_ulong forks, failures, mismatches;
+};
+
+static int bomb(unsigned seconds)
+{
+        struct bomb_counts *bc = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        pid_t top = getpid();
+        double end = now_s() + seconds;
+
+        if (bc == MAP_FAILED)
+                die("mmap");
+        printf("pid=%d\n", (int)top);
+        fflush(stdout);
+        while (now_s() < end) {
+                pid_t pid = fork();
+                if (pid < 0) {
+                        atomic_fetch_add(&bc->failures, 1);
+                        usleep(1000);
+                        continue;
+                }
+                if (pid > 0) {
+                        atomic_fetch_add(&bc->forks, 1);
+                        while (waitpid(-1, NULL, WNOHANG) > 0)
+                                ;
+                        continue;
+                }
+                /* the child: some memory of its own, then fork on for a
+                 * while (processes come and go: the daemon sees churn) */
+                if (now_s() + 0.2 < end)
+                        end = now_s() + 0.2;
+                char *mem = map_aligned(4 * MiB);
+                unsigned long bad = 0;
+                for (uint64_t p = 0; p < 4 * MiB / PAGE; p += 2)
+                        page_write((uint64_t *)(mem + p * PAGE), 0xb0b, (uint64_t)getpid(), 1, p);
+                for (uint64_t p = 0; p < 4 * MiB / PAGE; p++)
+                        bad += page_check((uint64_t *)(mem + p * PAGE), p % 2 == 0, 0xb0b, (uint64_t)getpid(), 1, p);
+                munmap(mem, 4 * MiB);
+                if (bad)
+                        atomic_fetch_add(&bc->mismatches, bad);
+        }
+        if (getpid() != top)
+                _exit(0);
+        while (wait(NULL) > 0 || errno == EINTR)
+                ;
+        /* grandchildren reparented elsewhere may still be ending: wait for
+         * their counts to settle (they only ever stop adding) */
+        usleep(200000);
+        printf("forks=%lu\nfork_failures=%lu\nmismatches=%lu\n", atomic_load(&bc->forks),
+               atomic_load(&bc->failures), atomic_load(&bc->mismatches));
+        return atomic_load(&bc->mismatches) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
         setvbuf(stdout, NULL, _IOLBF, 0);
@@ -381,7 +443,14 @@ int main(int argc, char **argv)
                         goto usage;
                 return torture(threads, forks);
         }
+        if (argc == 3 && strcmp(argv[1], "bomb") == 0) {
+                unsigned seconds = (unsigned)strtoul(argv[2], NULL, 0);
+                if (seconds < 1 || seconds > 600)
+                        goto usage;
+                return bomb(seconds);
+        }
 usage:
-        fprintf(stderr, "usage: hp-fork prefork WORKERS SIZE_MIB | hp-fork torture THREADS FORKS\n");
+        fprintf(stderr, "usage: hp-fork prefork WORKERS SIZE_MIB | hp-fork torture THREADS FORKS | "
+                "hp-fork bomb SECONDS\n");
         return 2;
 }
