@@ -704,7 +704,7 @@ class Bench:
         self.row("F1", "fork() to child running p50", base("ready_p50_ns"), us(hp, "ready_p50_ns"), div(r, ra),
                  "always", "-", None, "us",
                  note="the child's fork() returns once it has its own connection and its parent's ranges "
-                      "(HP_MSG_INHERIT), or unmanaged after 200 ms per wait at most")
+                      "(HP_MSG_INHERIT), or unmanaged 250 ms after the fork at most")
         mc = self.runs("F1 churn", modes, [f"--forks={forks * 5}", "fork", size_arg(self.p["fork_churn"])],
                        daemon=d)
         c, ca = mc["hugepaged"].get("children_per_s"), mc["always"].get("children_per_s")

@@ -41,10 +41,10 @@
 /* Receive and send timeout; a hung daemon must not hang its clients. */
 #define HP_CONN_TIMEOUT_MS 10000u
 
-/* A forked child's connection (libclient/fork.c): each wait for the daemon,
- * of the at most five a child's connect, handshake and HP_MSG_INHERIT make,
- * ends after this long; the child then runs unmanaged. */
-#define HP_CONN_FORK_TIMEOUT_MS 200u
+/* A forked child's connection (libclient/fork.c): its connect, handshake
+ * and HP_MSG_INHERIT together end after this long (hp_conn.deadline_ns);
+ * the child then runs unmanaged. */
+#define HP_CONN_FORK_TIMEOUT_MS 250u
 
 /* The socket is moved to this fd number or above, out of the way of
  * programs that close or dup2 over the low fds at start-up. */
@@ -58,6 +58,8 @@ struct hp_conn {
         ino_t ino;
         uint32_t seq;           /* seq of the last request sent */
         uint32_t timeout_ms;    /* 0: HP_CONN_TIMEOUT_MS */
+        uint64_t deadline_ns;   /* CLOCK_MONOTONIC; not 0: every wait (connect,
+                                 * send, receive) ends by then, -ETIMEDOUT */
         uint32_t daemon_version;
         uint32_t daemon_features;
         char error[HP_ERROR_TEXT]; /* the daemon's last error text, or "" */

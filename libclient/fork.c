@@ -8,7 +8,7 @@
  * preload.c hands in) and the bound on how long a child waits for it.
  *
  * Must never: run in the parent (a fork's parent never waits on the daemon),
- * wait more than HP_CONN_FORK_TIMEOUT_MS per step, use the parent's
+ * wait more than HP_CONN_FORK_TIMEOUT_MS in all, use the parent's
  * connection (it registers in the parent's mm), allocate, or leave anything
  * open when it fails: the child then runs unmanaged, exactly as without the
  * shim.
@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn.h"
 #include "shim.h"
@@ -30,8 +31,15 @@ int shim_fork_connect(struct hp_conn *conn, const char *path, char *why, size_t 
 {
         int r;
 
+        struct timespec ts;
+
         hp_conn_init(conn);
-        conn->timeout_ms = HP_CONN_FORK_TIMEOUT_MS;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0) {
+                snprintf(why, whylen, "clock_gettime: %s", strerror(errno));
+                return -errno;
+        }
+        conn->deadline_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec +
+                            (uint64_t)HP_CONN_FORK_TIMEOUT_MS * 1000000u;
         r = hp_conn_open(conn, path);
         if (r < 0) {
                 snprintf(why, whylen, "%s", conn->error[0] ? conn->error : strerror(-r));
@@ -46,6 +54,7 @@ int shim_fork_connect(struct hp_conn *conn, const char *path, char *why, size_t 
         }
         /* Made: later requests (SYNC waits for a promotion) get the usual
          * timeout. */
+        conn->deadline_ns = 0;
         r = hp_conn_set_timeout(conn, 0);
         if (r < 0) {
                 snprintf(why, whylen, "socket timeout: %s", strerror(-r));

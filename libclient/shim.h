@@ -58,8 +58,8 @@ struct hp_conn;
 /*
  * fork.c: in a child forked without exec, open conn (storage of the caller's,
  * closed) to the daemon at path and have the parent's ranges registered in
- * this process. 0, or -errno with why set and conn closed. Each wait is
- * bounded by HP_CONN_FORK_TIMEOUT_MS.
+ * this process. 0, or -errno with why set and conn closed. All of it ends
+ * within HP_CONN_FORK_TIMEOUT_MS.
  */
 int shim_fork_connect(struct hp_conn *conn, const char *path, char *why, size_t whylen);
 
