@@ -34,6 +34,13 @@
  *       Every process exits when the time is up. Prints forks=,
  *       fork_failures= and mismatches= (all processes).
  *
+ *   hp-fork gate FORKS FILE
+ *       The parent writes 8 MiB, prints ready=1, waits until it can read a
+ *       line from FILE (a FIFO the test writes once it has stopped the
+ *       daemon), then forks FORKS children one after the other; each checks
+ *       the parent's data, writes its own copy and exits. Prints forks=,
+ *       child_failures= and mismatches=.
+ *
  * Every page written holds a pattern of (region, round, page, word); pages
  * never written must read zero. Exit status: 0 all data intact, 1 a
  * mismatch or a child that failed, 2 usage or system error.
@@ -372,6 +379,48 @@ static int torture(unsigned nthreads, unsigned forks)
         return mism || failures ? 1 : 0;
 }
 
+/* ---- gate ------------------------------------------------------------------ */
+
+static int gate(unsigned forks, const char *path)
+{
+        const size_t len = 8 * MiB;
+        char *mem = map_aligned(len), line[16];
+        unsigned long bad = 0;
+        unsigned failures = 0;
+
+        for (uint64_t p = 0; p < len / PAGE; p++)
+                page_write((uint64_t *)(mem + p * PAGE), 0x6a7e, 0, 1, p);
+        printf("pid=%d\nready=1\n", (int)getpid());
+        fflush(stdout);
+        FILE *f = fopen(path, "re");
+        if (!f || !fgets(line, sizeof(line), f))
+                die(path);
+        fclose(f);
+        for (unsigned i = 0; i < forks; i++) {
+                pid_t pid = fork();
+                if (pid < 0)
+                        die("fork");
+                if (pid == 0) {
+                        unsigned long b = 0;
+                        for (uint64_t p = 0; p < len / PAGE; p++)
+                                b += page_check((uint64_t *)(mem + p * PAGE), true, 0x6a7e, 0, 1, p);
+                        for (uint64_t p = 0; p < len / PAGE; p += 5)
+                                page_write((uint64_t *)(mem + p * PAGE), 0x6a7f, i, 2, p);
+                        for (uint64_t p = 0; p < len / PAGE; p += 5)
+                                b += page_check((uint64_t *)(mem + p * PAGE), true, 0x6a7f, i, 2, p);
+                        _exit(b ? 1 : 0);
+                }
+                int st;
+                if (waitpid(pid, &st, 0) < 0)
+                        die("waitpid");
+                failures += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+        }
+        for (uint64_t p = 0; p < len / PAGE; p++)
+                bad += page_check((uint64_t *)(mem + p * PAGE), true, 0x6a7e, 0, 1, p);
+        printf("forks=%u\nchild_failures=%u\nmismatches=%lu\n", forks, failures, bad);
+        return bad || failures ? 1 : 0;
+}
+
 /* ---- bomb ------------------------------------------------------------------ */
 
 struct bomb_counts {
@@ -443,6 +492,12 @@ int main(int argc, char **argv)
                         goto usage;
                 return torture(threads, forks);
         }
+        if (argc == 4 && strcmp(argv[1], "gate") == 0) {
+                unsigned forks = (unsigned)strtoul(argv[2], NULL, 0);
+                if (forks < 1 || forks > 1000)
+                        goto usage;
+                return gate(forks, argv[3]);
+        }
         if (argc == 3 && strcmp(argv[1], "bomb") == 0) {
                 unsigned seconds = (unsigned)strtoul(argv[2], NULL, 0);
                 if (seconds < 1 || seconds > 600)
@@ -451,6 +506,6 @@ int main(int argc, char **argv)
         }
 usage:
         fprintf(stderr, "usage: hp-fork prefork WORKERS SIZE_MIB | hp-fork torture THREADS FORKS | "
-                "hp-fork bomb SECONDS\n");
+                "hp-fork gate FORKS FIFO | hp-fork bomb SECONDS\n");
         return 2;
 }
