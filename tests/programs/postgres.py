@@ -21,8 +21,8 @@ import shutil
 import subprocess
 import time
 
-import hptest
 import progtest
+from progtest import hptest
 
 PGBIN = "/usr/lib/postgresql/15/bin"
 # every row sorted (no top-N heap): about 160 MiB, in memory within work_mem
