@@ -100,12 +100,12 @@ def test(ctx):
                    f"pgbench sorts of pgbench_accounts: none failed{'' if r.rc == 0 else r.describe()}")
 
         psql = as_pg + [f"{PGBIN}/psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", *conn, "postgres", "-c"]
-        r = hptest.run(psql + "EXPLAIN (ANALYZE, COSTS OFF) " + SORT_SQL, timeout=300, env=env)
+        r = hptest.run(psql + ["EXPLAIN (ANALYZE, COSTS OFF) " + SORT_SQL], timeout=300, env=env)
         ctx.expect(r.rc == 0 and re.search(r"Sort Method: quicksort\s+Memory", r.out)
                    is not None, f"the sort ran in memory (work_mem=256MB): {r.out.strip()[:300]}")
-        r = hptest.run(psql + "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(tbalance) FROM "
-                       "pgbench_tellers), (SELECT sum(bbalance) FROM pgbench_branches), (SELECT sum(delta) FROM "
-                       "pgbench_history), (SELECT count(*) FROM pgbench_accounts);", timeout=300, env=env)
+        r = hptest.run(psql + ["SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(tbalance) FROM "
+                                "pgbench_tellers), (SELECT sum(bbalance) FROM pgbench_branches), (SELECT sum(delta) "
+                                "FROM pgbench_history), (SELECT count(*) FROM pgbench_accounts);"], timeout=300, env=env)
         sums = r.out.strip().split("|")
         ctx.expect(r.rc == 0 and len(sums) == 5 and len(set(sums[:4])) == 1 and sums[4] == "1000000",
                    f"TPC-B invariant: accounts, tellers, branches and history sum alike, 1000000 accounts ({sums})")
