@@ -84,7 +84,9 @@ void client_inherit(struct client *c, const struct hp_header *req)
                 const struct backend *b = backend_of(rg->backend);
                 char why[160] = "";
 
-                if (!b || !b->fork_inherits || !b->register_range)
+                /* A second HP_MSG_INHERIT, or a range the child registered
+                 * itself since: what it has stays as it is. */
+                if (!b || !b->fork_inherits || !b->register_range || range_overlaps(&c->ranges, rg->start, rg->end))
                         continue;
                 struct hp_range_req r = {
                         .hdr = *req,
