@@ -350,8 +350,8 @@ static int cmd_warm(size_t len)
  * Touch and free `len` in a forked child just before a timed phase. This
  * VM's host takes freed guest memory back after a few seconds (free page
  * reporting) and the next first touch of it is several times slower, so a
- * warm-up at the start of the run is not enough. The child is a plain fork:
- * hugepaged's shim leaves forked children unmanaged.
+ * warm-up at the start of the run is not enough. The child is a plain fork
+ * (under hugepaged-run a client of its own; nothing in it is timed).
  */
 static void prewarm(size_t len)
 {

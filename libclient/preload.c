@@ -105,8 +105,8 @@ static int shim_register(void *addr, size_t len)
 {
         int r = -ENOTCONN;
 
-        /* Unmanaged (a forked child, whose copy of the lock may be held
-         * forever by a thread that only exists in the parent): no lock. */
+        /* Unmanaged (no daemon, or a forked child still being connected
+         * or refused): no lock, no system call. */
         if (!shim_is_managed())
                 return r;
         pthread_mutex_lock(&shim_lock);
