@@ -25,6 +25,7 @@ packages=(
   sqlite3 redis-server redis-tools scdoc dbus libbpf-dev bpftool clang
   systemd man-db  # tests/dbus: systemd-analyze verify, systemd-sysusers, man -l
   libclang-rt-14-dev  # libFuzzer for ./test.sh --fuzz
+  postgresql-15  # tests/programs/postgres.py: forked backends
 )
 
 install_missing_packages() {
