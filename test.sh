@@ -23,7 +23,7 @@ packages=(
   liburing-dev libsystemd-dev libinih-dev
   python3 util-linux strace  # strace: tests/programs/shim_absent.py
   sqlite3 redis-server redis-tools scdoc dbus libbpf-dev bpftool clang
-  postgresql-15 postgresql-client-15  # tests/programs/postgres_hugetlb.py
+  postgresql-15 postgresql-client-15  # tests/programs/postgres.py and postgres_hugetlb.py
   libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4  # hugepaged-run --allocator (tests/programs/allocator.py)
   systemd man-db  # tests/dbus: systemd-analyze verify, systemd-sysusers, man -l
   libclang-rt-14-dev  # libFuzzer for ./test.sh --fuzz

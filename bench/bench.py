@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """bench.py: the benchmark runner behind bench/run.sh (see BENCH.md).
 
-Runs every case (S1-S10) under the kernel's THP baselines (never, always,
+Runs every case (S1-S10, and F1: fork latency) under the kernel's THP baselines (never, always,
 khugepaged) and under hugepaged-run, on the same unmodified workload
 (bench/hp-bench.c), repeats each run and takes the median, and prints one
 table: case, metric, baselines, hugepaged, ratio, target, PASS/MISS. The same
@@ -33,7 +33,7 @@ import time
 GiB = 1 << 30
 MiB = 1 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10"]
+CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "F1"]
 
 # Sizes and durations per preset. full: BENCH.md's sizes (<= 15 min on 2
 # cores); quick: scaled down (<= 3 min); smoke: tiny, for the test suite only
@@ -43,17 +43,20 @@ PRESETS = {
                  khugepaged_stop=120, forkfit_limit=4 * GiB, forkfit_child=2 * GiB,
                  forkfit_max=64, lat_size=64 * MiB, lat_size_many=16 * MiB, lat_clients=64,
                  lat_threads=16, hugetlb=2 * GiB, scale_clients=256, scale_ranges=16, warm=10 * GiB,
-                 headroom_limit=768 * MiB, headroom_size=3 * GiB),
+                 headroom_limit=768 * MiB, headroom_size=3 * GiB,
+                 fork_size=1 * GiB, fork_churn=64 * MiB, forks=200),
     "quick": dict(run_timeout=120, repeat=3, sparse=1 * GiB, dense=512 * MiB, mixed=1 * GiB, updates=1,
                   khugepaged_stop=10, forkfit_limit=1 * GiB, forkfit_child=512 * MiB,
                   forkfit_max=48, lat_size=16 * MiB, lat_size_many=4 * MiB, lat_clients=64,
                   lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=2 * GiB,
-                  headroom_limit=768 * MiB, headroom_size=3 * GiB),
+                  headroom_limit=768 * MiB, headroom_size=3 * GiB,
+                  fork_size=1 * GiB, fork_churn=64 * MiB, forks=100),
     "smoke": dict(run_timeout=120, repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
                   khugepaged_stop=1, forkfit_limit=256 * MiB, forkfit_child=64 * MiB,
                   forkfit_max=4, lat_size=8 * MiB, lat_size_many=4 * MiB, lat_clients=4,
                   lat_threads=4, hugetlb=32 * MiB, scale_clients=8, scale_ranges=4, warm=256 * MiB,
-                  headroom_limit=128 * MiB, headroom_size=512 * MiB),
+                  headroom_limit=128 * MiB, headroom_size=512 * MiB,
+                  fork_size=64 * MiB, fork_churn=16 * MiB, forks=10),
 }
 
 
@@ -736,6 +739,34 @@ class Bench:
         self.row("S9", "daemon CPU per served fault", {"1 client": scale(c1, 1e-3)}, scale(cn, 1e-3), ratio,
                  "1 client", "flat: <= 1.5x 1 client", check(lambda: ratio <= 1.5), "us")
 
+    def case_f1(self, d):
+        """Fork latency: a process with fork_size written forks children that
+        exit at once. hugepaged against the kernel's THP modes; `always` has
+        the same huge pages, so it is the baseline of the ratios."""
+        modes = ["never", "always", "hugepaged"]
+        forks = self.p["forks"]
+        m = self.runs("F1", modes, [f"--forks={forks}", "fork", size_arg(self.p["fork_size"])], daemon=d)
+        nv, al, hp = m["never"], m["always"], m["hugepaged"]
+        us = lambda r, k: scale(r.get(k), 1e-3)
+        base = lambda k: {"never": us(nv, k), "always": us(al, k)}
+        f, fa = hp.get("fork_p50_ns"), al.get("fork_p50_ns")
+        self.row("F1", f"fork() p50, {size_arg(self.p['fork_size'])} written (parent)", base("fork_p50_ns"),
+                 us(hp, "fork_p50_ns"), div(f, fa), "always", "<= 1.5x always + 100 us",
+                 check(lambda: f <= 1.5 * fa + 100e3), "us",
+                 note="never: the same memory in 4 KiB pages (page tables copied at fork); always: in huge "
+                      "pages like hugepaged's; the parent never waits on the daemon")
+        r, ra = hp.get("ready_p50_ns"), al.get("ready_p50_ns")
+        self.row("F1", "fork() to child running p50", base("ready_p50_ns"), us(hp, "ready_p50_ns"), div(r, ra),
+                 "always", "-", None, "us",
+                 note="the child's fork() returns once it has its own connection and its parent's ranges "
+                      "(HP_MSG_INHERIT), or unmanaged 250 ms after the fork at most")
+        mc = self.runs("F1 churn", modes, [f"--forks={forks * 5}", "fork", size_arg(self.p["fork_churn"])],
+                       daemon=d)
+        c, ca = mc["hugepaged"].get("children_per_s"), mc["always"].get("children_per_s")
+        self.row("F1", f"fork+exit+reap rate, {size_arg(self.p['fork_churn'])} written",
+                 {"never": mc["never"].get("children_per_s"), "always": ca}, c, div(c, ca), "always",
+                 ">= 0.90x always", check(lambda: c >= 0.9 * ca), "1/s")
+
     # ---- driver --------------------------------------------------------------
 
     def machine(self):
@@ -780,7 +811,8 @@ class Bench:
                     "S2": lambda d: self.case_dense("S2", "dense-seq", d),
                     "S3": lambda d: self.case_dense("S3", "dense-rand", d),
                     "S4": self.case_s4, "S5": self.case_s5, "S6": self.case_s6, "S7": self.case_s7,
-                    "S8": self.case_s8, "S9": self.case_s9, "S10": self.case_s10}
+                    "S8": self.case_s8, "S9": self.case_s9, "S10": self.case_s10,
+                    "F1": self.case_f1}
         self.timing = {}
         for c in cases:
             log(f"{c}:")

@@ -57,6 +57,7 @@ static struct {
         unsigned per_region_lat;/* latency: pages touched per region */
         unsigned ranges;        /* scale: ranges per client */
         unsigned max_children;  /* forkfit */
+        unsigned forks;         /* fork: children forked */
         double child_timeout_s; /* forkfit, scale: one child's work at most */
         const char *fault_mode; /* latency: plain | floor-block | floor-busy */
         bool prewarm;           /* warm the memory right before timing */
@@ -76,6 +77,7 @@ static struct {
         .per_region_lat = 24,
         .ranges = 16,
         .max_children = 64,
+        .forks = 200,
         .child_timeout_s = 60,
         .fault_mode = "plain",
         .prewarm = true,
@@ -348,8 +350,8 @@ static int cmd_warm(size_t len)
  * Touch and free `len` in a forked child just before a timed phase. This
  * VM's host takes freed guest memory back after a few seconds (free page
  * reporting) and the next first touch of it is several times slower, so a
- * warm-up at the start of the run is not enough. The child is a plain fork:
- * hugepaged's shim leaves forked children unmanaged.
+ * warm-up at the start of the run is not enough. The child is a plain fork
+ * (under hugepaged-run a client of its own; nothing in it is timed).
  */
 static void prewarm(size_t len)
 {
@@ -609,6 +611,79 @@ static int cmd_mixed(size_t len)
         printf("mismatches=%" PRIu64 "\n", bad);
         munmap(p, len);
         free(dense);
+        return bad ? 1 : 0;
+}
+
+/* ---- fork latency ---------------------------------------------------------- */
+
+/*
+ * Not a BENCH.md S-case: write all of `len` (hugepaged makes it huge, as the
+ * --advise baselines ask the kernel), then fork --forks children, one at a
+ * time, each writing one byte to a pipe and exiting. Per fork: the parent's
+ * fork() return (fork_), the child running its first line after fork()
+ * returned in it (ready_: under hugepaged-run that includes its handshake),
+ * and the whole fork, exit and reap (cycle_).
+ */
+static int cmd_fork(size_t len)
+{
+        unsigned n = opt.forks;
+        uint64_t *fork_ns = calloc(n, sizeof(uint64_t)), *ready_ns = calloc(n, sizeof(uint64_t)),
+                 *cycle_ns = calloc(n, sizeof(uint64_t)), total = 0, bad = 0;
+        int pfd[2];
+        struct usage u;
+        char *p = map_anon(len);
+
+        if (!fork_ns || !ready_ns || !cycle_ns)
+                die("out of memory");
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                die("pipe: %s", strerror(errno));
+        for (uint64_t pg = 0; pg < len / PAGE; pg++)
+                touch(p, pg);
+        want_huge(p, len);
+        usage_of(p, len, &u);
+        for (unsigned i = 0; i < n; i++) {
+                char c = 0;
+                int st;
+                uint64_t t0 = now_ns();
+                pid_t pid = fork();
+                if (pid < 0)
+                        die("fork: %s", strerror(errno));
+                if (pid == 0) {
+                        (void) !write(pfd[1], "x", 1);
+                        _exit(0);
+                }
+                uint64_t t1 = now_ns();
+                if (read(pfd[0], &c, 1) != 1)
+                        die("read from child: %s", strerror(errno));
+                uint64_t t2 = now_ns();
+                if (waitpid(pid, &st, 0) < 0)
+                        die("waitpid: %s", strerror(errno));
+                uint64_t t3 = now_ns();
+                fork_ns[i] = t1 - t0;
+                ready_ns[i] = t2 - t0;
+                cycle_ns[i] = t3 - t0;
+                total += t3 - t0;
+        }
+        for (uint64_t pg = 0; pg < len / PAGE; pg++)
+                bad += check_touched(p, pg);
+        print_header("fork", p, len);
+        print_usage("", &u);
+        printf("forks=%u\n", n);
+        qsort(fork_ns, n, sizeof(uint64_t), cmp_u64);
+        qsort(ready_ns, n, sizeof(uint64_t), cmp_u64);
+        qsort(cycle_ns, n, sizeof(uint64_t), cmp_u64);
+        printf("fork_p50_ns=%" PRIu64 "\nfork_p99_ns=%" PRIu64 "\n", quantile(fork_ns, n, 0.5),
+               quantile(fork_ns, n, 0.99));
+        printf("ready_p50_ns=%" PRIu64 "\nready_p99_ns=%" PRIu64 "\n", quantile(ready_ns, n, 0.5),
+               quantile(ready_ns, n, 0.99));
+        printf("cycle_p50_ns=%" PRIu64 "\ncycle_p99_ns=%" PRIu64 "\n", quantile(cycle_ns, n, 0.5),
+               quantile(cycle_ns, n, 0.99));
+        printf("children_per_s=%.0f\n", total ? (double)n * 1e9 / (double)total : 0.0);
+        printf("mismatches=%" PRIu64 "\n", bad);
+        free(fork_ns);
+        free(ready_ns);
+        free(cycle_ns);
+        munmap(p, len);
         return bad ? 1 : 0;
 }
 
@@ -1146,7 +1221,8 @@ static void help(void)
                "  latency SIZE         S7: timed 4 KiB first touches; SIZE per thread\n"
                "  hugetlb SIZE         S8: MAP_HUGETLB first touch, timed per 2 MiB\n"
                "  scale                S9: --clients processes x --ranges mappings\n"
-               "  split SIZE           write SIZE, wait for huge pages, split each (for tests)\n\n"
+               "  split SIZE           write SIZE, wait for huge pages, split each (for tests)\n"
+               "  fork SIZE            write SIZE, then time --forks forks of children that exit at once\n\n"
                "Options:\n"
                "  --advise none|never|always|khugepaged   the kernel baseline (default none)\n"
                "  --updates SEC        random-update phase (default 10)\n"
@@ -1155,7 +1231,7 @@ static void help(void)
                "  --per-region N, --random-max N, --dense-every N\n"
                "  --threads N, --clients N, --stride N, --lat-pages N\n"
                "  --fault-mode plain|floor-block|floor-busy   latency: who serves the faults\n"
-               "  --ranges N, --daemon-pid PID, --max-children N, --child-timeout SEC\n"
+               "  --ranges N, --daemon-pid PID, --max-children N, --child-timeout SEC, --forks N\n"
                "  --seed N\n"
                "  --no-prewarm         do not touch and free the memory right before timing\n");
 }
@@ -1164,7 +1240,7 @@ int main(int argc, char **argv)
 {
         enum { O_ADVISE = 0x100, O_UPDATES, O_WAIT, O_COVER, O_PER_REGION, O_RANDOM_MAX, O_DENSE_EVERY,
                O_THREADS, O_CLIENTS, O_STRIDE, O_LAT_PAGES, O_FAULT_MODE, O_RANGES, O_DAEMON_PID,
-               O_MAX_CHILDREN, O_CHILD_TIMEOUT, O_SEED, O_NO_PREWARM };
+               O_MAX_CHILDREN, O_CHILD_TIMEOUT, O_SEED, O_NO_PREWARM, O_FORKS };
         static const struct option opts[] = {
                 { "advise", required_argument, NULL, O_ADVISE },
                 { "updates", required_argument, NULL, O_UPDATES },
@@ -1184,6 +1260,7 @@ int main(int argc, char **argv)
                 { "child-timeout", required_argument, NULL, O_CHILD_TIMEOUT },
                 { "seed", required_argument, NULL, O_SEED },
                 { "no-prewarm", no_argument, NULL, O_NO_PREWARM },
+                { "forks", required_argument, NULL, O_FORKS },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -1226,6 +1303,7 @@ int main(int argc, char **argv)
                 case O_CHILD_TIMEOUT: opt.child_timeout_s = parse_double("child-timeout", optarg, 0.1, 3600); break;
                 case O_SEED: opt.seed = (uint64_t)parse_double("seed", optarg, 0, 1e15); break;
                 case O_NO_PREWARM: opt.prewarm = false; break;
+                case O_FORKS: opt.forks = parse_uint("forks", optarg, 1, 100000); break;
                 default:
                         return 2;
                 }
@@ -1255,6 +1333,8 @@ int main(int argc, char **argv)
                 return cmd_mixed(len);
         if (!strcmp(cmd, "split"))
                 return cmd_split(len);
+        if (!strcmp(cmd, "fork"))
+                return cmd_fork(len);
         if (!strcmp(cmd, "forkfit"))
                 return cmd_forkfit(len);
         if (!strcmp(cmd, "forkfit-child") && a2)

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
@@ -92,6 +93,28 @@ static int socket_set_timeouts(int fd, uint32_t ms)
         return 0;
 }
 
+/* With a deadline, the socket's timeouts are what is left of it: 0, or
+ * -ETIMEDOUT once it has passed. */
+static int conn_arm(const struct hp_conn *c, int fd)
+{
+        struct timespec ts;
+        uint64_t now, left_us;
+
+        if (!c->deadline_ns)
+                return 0;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+                return -errno;
+        now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        if (now >= c->deadline_ns)
+                return -ETIMEDOUT;
+        left_us = (c->deadline_ns - now + 999) / 1000;
+        struct timeval tv = { .tv_sec = (time_t)(left_us / 1000000), .tv_usec = (suseconds_t)(left_us % 1000000) };
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+                return -errno;
+        return 0;
+}
+
 /* Move fd to HP_CONN_FD_MIN or above if the fd limit allows; else keep it. */
 static int fd_move_high(int fd)
 {
@@ -138,6 +161,9 @@ static int conn_send(struct hp_conn *c, void *msg, enum hp_msg_type type, size_t
         int r;
 
         hp_header_init(msg, type, (uint32_t)len, ++c->seq, 0);
+        r = conn_arm(c, c->fd);
+        if (r < 0)
+                return r;
         r = hp_send_fd(c->fd, msg, len, fd);
         if (r == -EAGAIN)
                 return -ETIMEDOUT;
@@ -157,6 +183,9 @@ static int conn_recv(struct hp_conn *c, union hp_msg_buf *buf, int *ret_fd)
         ssize_t n;
         int type;
 
+        type = conn_arm(c, c->fd);
+        if (type < 0)
+                return type;
         n = hp_recv_fd(c->fd, buf, sizeof(*buf), ret_fd ? &fd : NULL, 0);
         if (n == -EAGAIN)
                 return -ETIMEDOUT;
@@ -309,6 +338,9 @@ int hp_conn_open(struct hp_conn *c, const char *path)
         r = socket_set_timeouts(fd, timeout_ms);
         if (r < 0)
                 return r;
+        r = conn_arm(c, fd);
+        if (r < 0)
+                return r;
         do
                 r = connect(fd, (struct sockaddr *)&sa, salen);
         while (r < 0 && errno == EINTR);
@@ -340,6 +372,14 @@ int hp_conn_open(struct hp_conn *c, const char *path)
         }
         fd = -1;
         return 0;
+}
+
+int hp_conn_set_timeout(struct hp_conn *c, uint32_t timeout_ms)
+{
+        if (!hp_conn_alive(c))
+                return -ENOTCONN;
+        c->timeout_ms = timeout_ms;
+        return socket_set_timeouts(c->fd, timeout_ms ? timeout_ms : HP_CONN_TIMEOUT_MS);
 }
 
 void hp_conn_close(struct hp_conn *c)
@@ -462,6 +502,14 @@ int hp_conn_get_stats(struct hp_conn *c, struct hp_stats *ret)
                 return r;
         *ret = buf.stats_reply.stats;
         return 0;
+}
+
+int hp_conn_inherit(struct hp_conn *c)
+{
+        struct hp_header req = {};
+        union hp_msg_buf buf;
+
+        return hp_conn_call(c, HP_MSG_INHERIT, &req, sizeof(req), &buf, HP_MSG_REPLY);
 }
 
 static int parse_u64(const char **p, uint64_t *ret)

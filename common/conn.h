@@ -41,6 +41,11 @@
 /* Receive and send timeout; a hung daemon must not hang its clients. */
 #define HP_CONN_TIMEOUT_MS 10000u
 
+/* A forked child's connection (libclient/fork.c): its connect, handshake
+ * and HP_MSG_INHERIT together end after this long (hp_conn.deadline_ns);
+ * the child then runs unmanaged. */
+#define HP_CONN_FORK_TIMEOUT_MS 250u
+
 /* The socket is moved to this fd number or above, out of the way of
  * programs that close or dup2 over the low fds at start-up. */
 #define HP_CONN_FD_MIN 100
@@ -53,6 +58,8 @@ struct hp_conn {
         ino_t ino;
         uint32_t seq;           /* seq of the last request sent */
         uint32_t timeout_ms;    /* 0: HP_CONN_TIMEOUT_MS */
+        uint64_t deadline_ns;   /* CLOCK_MONOTONIC; not 0: every wait (connect,
+                                 * send, receive) ends by then, -ETIMEDOUT */
         uint32_t daemon_version;
         uint32_t daemon_features;
         char error[HP_ERROR_TEXT]; /* the daemon's last error text, or "" */
@@ -76,6 +83,10 @@ const char *hp_conn_socket_path(const char *path);
  * (c already open), anything socket(2)/connect(2)/ioctl(2) return.
  */
 int hp_conn_open(struct hp_conn *c, const char *path);
+
+/* Change the send and receive timeout of an open connection (0: the
+ * default, HP_CONN_TIMEOUT_MS): 0 or -errno. */
+int hp_conn_set_timeout(struct hp_conn *c, uint32_t timeout_ms);
 
 /* Close our socket (only if the fd still is our socket) and reset c. */
 void hp_conn_close(struct hp_conn *c);
@@ -117,6 +128,9 @@ int hp_conn_set_policy(struct hp_conn *c, uint32_t threshold, uint32_t flags);
 /* Wait until no promotion is in flight in the range (its VMAs are whole). */
 int hp_conn_sync(struct hp_conn *c, uint64_t addr, uint64_t length);
 int hp_conn_get_stats(struct hp_conn *c, struct hp_stats *ret);
+/* In a child forked without exec, on its own new connection: have the
+ * daemon register the parent's ranges in this process (HP_MSG_INHERIT). */
+int hp_conn_inherit(struct hp_conn *c);
 
 /*
  * Parse a size: decimal digits with an optional K, M or G suffix (binary,

@@ -49,6 +49,12 @@ enum hp_msg_type {
         HP_MSG_HUGETLB_RESERVE, /* c->d: struct hp_hugetlb_req; REPLY once at least
                                  * `pages` free huge pages are in the pool (the
                                  * daemon grows it within its budget), else ERROR */
+        HP_MSG_INHERIT,         /* c->d: header only; a child forked without exec:
+                                 * register in its mm the anonymous ranges its
+                                 * parent (a client of the same uid) has, where
+                                 * the child still has private anonymous memory.
+                                 * REPLY (status 0), or ERROR if the parent is
+                                 * no client */
         _HP_MSG_MAX,
 };
 
@@ -181,6 +187,7 @@ static inline size_t hp_msg_size(uint16_t type)
         case HP_MSG_ERROR:       return sizeof(struct hp_error);
         case HP_MSG_SYNC:        return sizeof(struct hp_range_req);
         case HP_MSG_HUGETLB_RESERVE: return sizeof(struct hp_hugetlb_req);
+        case HP_MSG_INHERIT:     return sizeof(struct hp_header);
         default:                 return 0;
         }
 }

@@ -28,8 +28,9 @@
  * aligned for any alignment the caller may ask up to 2 MiB; larger ones get a
  * mapping aligned as asked). Fresh blocks are zero, so calloc() needs no
  * memset. Up to 64 MiB of freed blocks stay mapped for reuse (malloc_trim()
- * gives them back). A forked child is unmanaged: it makes no new blocks, but
- * frees and resizes the ones it inherited, which are ordinary memory there.
+ * gives them back). A forked child keeps the blocks it inherited (the daemon
+ * registers them again in the child when it takes the child on, fork.c) and
+ * makes new ones only once it is managed itself.
  */
 #undef _FILE_OFFSET_BITS
 

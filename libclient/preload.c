@@ -12,8 +12,9 @@
  * Must never: change what a call returns or how it fails unless it can keep
  * the promise (any doubt: behave exactly like libc's wrapper), allocate or
  * call anything that may mmap inside an interposed call, recurse into itself,
- * print anything except, with HUGEPAGED_DEBUG, one line at start, one if
- * the connection is lost later and one per hugetlb request refused, send a
+ * print anything except, with HUGEPAGED_DEBUG, one line at start (and one in
+ * a forked child), one if the connection is lost later and one per hugetlb
+ * request refused, send a
  * request from a forked child on the parent's connection (it would register
  * in the parent's mm), or cost a system call per mmap once it is unmanaged.
  */
@@ -66,6 +67,7 @@ static bool shim_was_managed;                       /* once managed: ranges may 
 static unsigned shim_threshold;                     /* 0: the daemon's default */
 static bool shim_debug_on;                          /* HUGEPAGED_DEBUG */
 static bool shim_backend_hugetlb;                   /* HUGEPAGED_BACKEND=hugetlb */
+static char shim_socket_path[128];                  /* where a forked child connects */
 
 #ifndef MAP_HUGE_SHIFT
 #define MAP_HUGE_SHIFT 26
@@ -106,8 +108,8 @@ static int shim_register(void *addr, size_t len)
 {
         int r = -ENOTCONN;
 
-        /* Unmanaged (a forked child, whose copy of the lock may be held
-         * forever by a thread that only exists in the parent): no lock. */
+        /* Unmanaged (no daemon, or a forked child still being connected
+         * or refused): no lock, no system call. */
         if (!shim_is_managed())
                 return r;
         pthread_mutex_lock(&shim_lock);
@@ -527,15 +529,38 @@ static void shim_atfork_parent(void)
         shim_malloc_atfork_parent();
 }
 
-/* A forked child runs unmanaged: its connection is the parent's (the uffd
- * and every registration belong to the parent's mm). Close our copy. The
- * malloc blocks it inherited are ordinary memory in the child and stay
- * usable. */
+/* A forked child gets a connection of its own (fork.c): the one it
+ * inherited is the parent's (the uffd and every registration belong to the
+ * parent's mm), so close our copy first. Until its own is made, and for good
+ * if the daemon refuses it or does not answer in time, the child is
+ * unmanaged; the malloc blocks it inherited stay usable either way. */
 static void shim_atfork_child(void)
 {
+        bool was_managed = shim_is_managed(), was_inside = shim_inside;
+        int saved_errno = errno, r;
+        char why[256] = "";
+
         shim_unmanage();
+        /* Held, perhaps, by a thread that only exists in the parent. */
+        pthread_mutex_init(&shim_lock, NULL);
         hp_conn_close(&shim_conn);
         shim_malloc_atfork_child();
+        if (!was_managed || !shim_socket_path[0])
+                goto out;
+
+        shim_inside = true;
+        r = shim_fork_connect(&shim_conn, shim_socket_path, why, sizeof(why));
+        if (r == 0)
+                atomic_store_explicit(&shim_managed, true, memory_order_release);
+        if (shim_debug_on) {
+                if (r == 0)
+                        shim_debug("managed by %s after fork from pid %d", shim_socket_path, (int)getppid());
+                else
+                        shim_debug("not managed after fork: %s", why);
+        }
+        shim_inside = was_inside;
+out:
+        errno = saved_errno;
 }
 
 /* One line at most, written with write(2): no stdio buffer, no allocation. */
@@ -620,6 +645,8 @@ static void shim_init(void)
         }
 
         path = hp_conn_socket_path(NULL);
+        if (strlen(path) < sizeof(shim_socket_path))
+                memcpy(shim_socket_path, path, strlen(path) + 1);
         r = hp_conn_open(&shim_conn, path);
         if (r == -ENOENT || r == -ECONNREFUSED) {
                 snprintf(why, sizeof(why), "no daemon at %s", path);

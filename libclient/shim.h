@@ -53,6 +53,16 @@ void *shim_remap_block(void *old, size_t old_len, size_t new_len);
  */
 void *shim_remap_pieces(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 
+struct hp_conn;
+
+/*
+ * fork.c: in a child forked without exec, open conn (storage of the caller's,
+ * closed) to the daemon at path and have the parent's ranges registered in
+ * this process. 0, or -errno with why set and conn closed. All of it ends
+ * within HP_CONN_FORK_TIMEOUT_MS.
+ */
+int shim_fork_connect(struct hp_conn *conn, const char *path, char *why, size_t whylen);
+
 /* malloc.c's part of fork: hold its lock across fork(), reset it after. */
 void shim_malloc_atfork_prepare(void);
 void shim_malloc_atfork_parent(void);

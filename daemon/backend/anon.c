@@ -367,6 +367,9 @@ const struct backend backend_anon = {
         .name = "anon",
         .kind = HP_RANGE_ANON,
         .register_range = anon_register,
+        /* copy-on-write of inherited pages is the kernel's; the child's
+         * holes are served like any missing page */
+        .fork_inherits = true,
         .fault = anon_fault,
         .rearm = anon_rearm,
 };

@@ -26,8 +26,9 @@
 #include "client.h"
 #include "compat.h"
 #include "control.h"
-#include "fault.h"
 #include "coverage.h"
+#include "fault.h"
+#include "fork.h"
 #include "log.h"
 #include "manager.h"
 #include "promote.h"
@@ -637,6 +638,9 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
                 break;
         case HP_MSG_SYNC:
                 handle_sync(c, buf);
+                break;
+        case HP_MSG_INHERIT:
+                client_inherit(c, h);
                 break;
         case HP_MSG_SET_POLICY: {
                 /* the client's own layer (policy.h): what it sets, over the

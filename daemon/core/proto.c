@@ -76,6 +76,7 @@ int proto_check_request(const void *buf, size_t len, char *why, size_t whylen)
         }
         case HP_MSG_UFFD:
         case HP_MSG_GET_STATS:
+        case HP_MSG_INHERIT:
                 return type;
         case HP_MSG_REGISTER: {
                 struct hp_range_req m;

@@ -48,6 +48,10 @@ struct backend {
          * the memory and register it, with client_register_range(). 0, or
          * -errno with why set (the core answers the client). */
         int (*register_range)(struct client *c, const struct hp_range_req *req, char *why, size_t whylen);
+        /* A child forked without exec (HP_MSG_INHERIT) gets its parent's
+         * ranges of this kind registered again, with register_range: only
+         * for memory whose fork semantics the kernel keeps on its own. */
+        bool fork_inherits;
         /* A page fault at addr in rg, read from the uffd at t0: serve it, or
          * wake the thread so that it faults again. Never block. */
         void (*fault)(struct client *c, struct range *rg, uint64_t addr, uint64_t t0);

@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         require(r == t && size == hp_msg_size((uint16_t)r));
         require(r == HP_MSG_HELLO || r == HP_MSG_UFFD || r == HP_MSG_REGISTER || r == HP_MSG_UNREGISTER ||
-                r == HP_MSG_SET_POLICY || r == HP_MSG_GET_STATS || r == HP_MSG_SYNC || r == HP_MSG_HUGETLB_RESERVE);
+                r == HP_MSG_SET_POLICY || r == HP_MSG_GET_STATS || r == HP_MSG_SYNC || r == HP_MSG_HUGETLB_RESERVE ||
+                r == HP_MSG_INHERIT);
         if (r == HP_MSG_REGISTER || r == HP_MSG_UNREGISTER || r == HP_MSG_SYNC) {
                 const struct hp_range_req *q = (const void *)buf;
                 require(q->length > 0 && q->addr + q->length > q->addr && q->addr + q->length <= HP_USER_ADDR_MAX);

@@ -9,10 +9,13 @@
 - sparse: one byte touched per 2 MiB of a 2 GiB mmap.mmap(MAP_PRIVATE): the
   mapping's Rss stays under 1.1 x its 4 KiB need.
 - runtime: threads growing large objects at once under a 200 us signal
-  timer, fork() without exec (the child is not a client), subprocess (the
+  timer, fork() without exec (the child is a client of its own, with its
+  parent's ranges), subprocess (the
   child connects on its own) and exec (the new image connects on its own).
 The daemon must have served each managed process's faults.
 """
+
+import re
 
 import progtest
 from progtest import MiB, hptest, log, mib
@@ -101,7 +104,9 @@ def runtime(ctx, d):
     spawned = int(r.kv["spawned_pid"])
     served(ctx, d, spawned, "runtime: subprocess child")
     child = r.int("fork_child")
-    ctx.expect(not d.log_mentions(child), f"runtime: the forked child {child} never talked to the daemon")
+    ctx.expect(re.search(rf"client {child} \(.*\): forked from client {pid}, inherited [1-9]", d.log()) is not None
+               and d.client_stats(child) is not None,
+               f"runtime: the forked child {child} was a client of its own and took over its parent's ranges")
 
 
 def test(ctx):

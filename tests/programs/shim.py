@@ -10,8 +10,9 @@ not the shim's idea of them):
 
 - malloc: the whole malloc family, small and large, errors included
 - threads: 8 threads allocating, resizing and freeing each other's blocks
-- fork: a child without exec is not a client and keeps using the parent's
-  blocks; the parent is unaffected
+- fork: a child without exec is a client of its own (served, its new
+  blocks registered) and keeps using the parent's blocks; the parent is
+  unaffected
 - exec, spawn: the new image, posix_spawn()ed and vfork()ed children connect
   on their own
 - signals: faults served under a storm of signals
@@ -79,7 +80,11 @@ def test(ctx):
                    f"({r.kv['blocks_registered']} of {r.kv['blocks_seen']})")
         if mode == "fork":
             child = r.int("child_pid")
-            ctx.expect(not d.log_mentions(child), f"fork: the child {child} never talked to the daemon")
+            cs = d.client_stats(child)
+            ctx.expect(cs is not None and cs.get("faults_served", 0) > 0,
+                       f"fork: the child {child} is a client of its own and was served ({cs})")
+            ctx.expect(re.search(rf"client {child} \(.*\): forked from client {pid}, inherited [1-9]", d.log())
+                       is not None, f"fork: the child {child} took over its parent's ranges")
         if mode == "exec":
             images = [l for l in progtest.gone_lines(d, pid)
                       if progtest.counters(l).get("faults_served", 0) > 0]
