@@ -24,8 +24,11 @@
 #include "pressure.h"
 #include "util.h"
 
-/* Tasks stalled on memory for 200 ms within any 2 s window. */
-#define PSI_TRIGGER "some 200000 2000000"
+/* Every non-idle task stalled on memory at once for 150 ms within any 2 s
+ * ("full"): the host's pressure. "some" also fires when one cgroup reclaims
+ * under its own limit, which is that container's business, not a reason to
+ * stop promoting everyone's memory. */
+#define PSI_TRIGGER "full 150000 2000000"
 
 static const char *const level_names[] = { "none", "some", "high" };
 
