@@ -72,9 +72,12 @@ int policy_pressure_next(int cur, bool psi_fired, uint64_t available, uint64_t l
 {
         int want = PRESSURE_NONE;
 
+        /* A stall alone is no shortage: a cgroup reclaiming under its own
+         * limit stalls too, on a host with plenty left. With less than twice
+         * the low mark available, a stall is the host's pressure. */
         if (available < low / 2)
                 want = PRESSURE_HIGH;
-        else if (psi_fired || available < low)
+        else if (available < low || (psi_fired && available / 2 < low))
                 want = PRESSURE_SOME;
         if (want >= cur)
                 return want;

@@ -121,9 +121,9 @@ enum pressure_level {
 #define PRESSURE_CALM_NS (5000ull * 1000000ull)
 
 /* The memory pressure level (pressure.h) after `cur`, from the causes seen
- * now (a PSI trigger, MemAvailable under `low`) and how long ago a cause was
- * last seen: rises at once, falls one step after a calm spell with room to
- * spare. */
+ * now (MemAvailable under `low`, or a PSI trigger with MemAvailable under
+ * twice `low`) and how long ago a cause was last seen: rises at once, falls
+ * one step after a calm spell with room to spare. */
 int policy_pressure_next(int cur, bool psi_fired, uint64_t available, uint64_t low, uint64_t since_cause_ns);
 
 /* May n more regions be handed to the kernel, with `unregistered` out now? */

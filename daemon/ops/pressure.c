@@ -60,7 +60,7 @@ static void update(struct manager *m, bool psi_fired)
         uint64_t now = now_ns();
 
         p->low_bytes = low_bytes(m, p->mem_total);
-        if (psi_fired || p->mem_available < p->low_bytes)
+        if ((psi_fired && p->mem_available / 2 < p->low_bytes) || p->mem_available < p->low_bytes)
                 p->last_cause_ns = now;
         enum pressure_level next = policy_pressure_next(p->level, psi_fired, p->mem_available, p->low_bytes,
                                                         now - p->last_cause_ns);

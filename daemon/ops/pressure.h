@@ -6,8 +6,9 @@
  *
  *   PRESSURE_NONE  promotions and hand-offs go ahead (within each client's
  *                  cgroup headroom, memcg.h)
- *   PRESSURE_SOME  a PSI trigger fired (every non-idle task stalled on memory
- *                  at once for 150 ms within 2 s) or MemAvailable fell below LowMemAvailable=:
+ *   PRESSURE_SOME  MemAvailable fell below LowMemAvailable=, or a PSI trigger
+ *                  fired (every non-idle task stalled on memory at once for
+ *                  150 ms within 2 s) with less than twice that available:
  *                  no promotions, no hand-offs to the kernel, no pool growth
  *                  or fill ahead; pool pages nobody holds go back
  *   PRESSURE_HIGH  MemAvailable below half of LowMemAvailable=: the same

@@ -164,7 +164,9 @@ static void test_pressure(void)
         const uint64_t G = 1ull << 30, calm = PRESSURE_CALM_NS;
 
         assert(policy_pressure_next(PRESSURE_NONE, false, 8 * G, 2 * G, 0) == PRESSURE_NONE);
-        assert(policy_pressure_next(PRESSURE_NONE, true, 8 * G, 2 * G, 0) == PRESSURE_SOME);     /* PSI */
+        assert(policy_pressure_next(PRESSURE_NONE, true, 3 * G, 2 * G, 0) == PRESSURE_SOME);     /* PSI, short */
+        /* a stall with plenty available (a cgroup reclaiming under its limit) */
+        assert(policy_pressure_next(PRESSURE_NONE, true, 8 * G, 2 * G, 0) == PRESSURE_NONE);
         assert(policy_pressure_next(PRESSURE_NONE, false, 1.5 * G, 2 * G, 0) == PRESSURE_SOME); /* watermark */
         assert(policy_pressure_next(PRESSURE_SOME, false, 0.5 * G, 2 * G, 0) == PRESSURE_HIGH);
         /* falls one step at a time, only after a calm spell with room to spare */
