@@ -7,6 +7,7 @@
 #define HP_UTIL_H
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,28 @@ static inline int safe_close(int fd)
 }
 
 static inline int take_fd(int *fd) { int r = *fd; *fd = -1; return r; }
+
+/* The number a sysfs, procfs or cgroup file holds (read from offset 0);
+ * "max" is UINT64_MAX. 0, or -errno (-EIO: not a number). */
+static inline int hp_pread_u64(int fd, uint64_t *ret)
+{
+        char buf[64];
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+                return n < 0 ? -errno : -EIO;
+        buf[n] = '\0';
+        if (strncmp(buf, "max", 3) == 0) {
+                *ret = UINT64_MAX;
+                return 0;
+        }
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(buf, &end, 10);
+        if (errno || end == buf)
+                return -EIO;
+        *ret = v;
+        return 0;
+}
 
 /*
  * Send one packet with an optional fd (fd < 0: none). Returns 0 or -errno.

@@ -99,16 +99,6 @@ static int check_anon(int maps_fd, pid_t pid, uint64_t start, uint64_t end, char
 }
 
 
-/* Serve one 4 KiB page outside any region record. */
-static void serve_page(struct client *c, uint64_t page_addr)
-{
-        if (uffd_copy_zero(c, page_addr, HP_PAGE_SIZE, NULL, true) == 0) {
-                c->c.pages_populated++;
-                return;
-        }
-        uffd_wake(c, page_addr, HP_PAGE_SIZE);
-}
-
 /*
  * Copy `n` zero pages at page `page` of region r. Returns pages copied
  * (the faulting page is the first, so > 0 means it is served) or -errno.
@@ -262,7 +252,7 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
                                               : PROMOTE_NONE;
                 e = region_add(&c->regions, idx, &r);
                 if (e < 0) {
-                        serve_page(c, page_addr);
+                        fault_serve_page(c, page_addr);
                         return;
                 }
                 c->c.regions_made++;

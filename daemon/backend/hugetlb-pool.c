@@ -60,22 +60,6 @@ struct hugetlb_pool {
 
 /* ---- sysfs -------------------------------------------------------------------- */
 
-static int read_u64(int fd, uint64_t *ret)
-{
-        char buf[32];
-        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-        if (n <= 0)
-                return n < 0 ? -errno : -EIO;
-        buf[n] = '\0';
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(buf, &end, 10);
-        if (errno || end == buf)
-                return -EIO;
-        *ret = v;
-        return 0;
-}
-
 static int write_u64(int fd, uint64_t v)
 {
         char buf[32];
@@ -90,7 +74,7 @@ static int write_u64(int fd, uint64_t v)
 uint64_t hugetlb_pool_available(struct hugetlb_pool *p)
 {
         uint64_t f = 0, r = 0;
-        if (read_u64(p->free_fd, &f) < 0 || read_u64(p->resv_fd, &r) < 0)
+        if (hp_pread_u64(p->free_fd, &f) < 0 || hp_pread_u64(p->resv_fd, &r) < 0)
                 return 0;
         return f > r ? f - r : 0;
 }
@@ -125,11 +109,11 @@ static void pretouch(uint64_t pages)
  */
 static int pool_persistent(struct hugetlb_pool *p, uint64_t *ret)
 {
-        uint64_t nr, surplus = 0;
-        int r = read_u64(p->nr_fd, &nr);
+        uint64_t nr = 0, surplus = 0;
+        int r = hp_pread_u64(p->nr_fd, &nr);
         if (r < 0)
                 return r;
-        (void)read_u64(p->surplus_fd, &surplus);
+        (void)hp_pread_u64(p->surplus_fd, &surplus);
         *ret = nr > surplus ? nr - surplus : 0;
         return 0;
 }
@@ -233,10 +217,10 @@ static void job_grow(struct hugetlb_pool *p, struct pool_job *j)
          * turn surplus pages in use back into persistent ones and allocate
          * nothing. */
         uint64_t total = cur, total_now = cur;
-        (void)read_u64(p->nr_fd, &total);
+        (void)hp_pread_u64(p->nr_fd, &total);
         r = write_u64(p->nr_fd, total + (uint64_t)g);
         /* a partial grow still changes the pool: read what it is now */
-        if (read_u64(p->nr_fd, &total_now) < 0)
+        if (hp_pread_u64(p->nr_fd, &total_now) < 0)
                 total_now = total;
         if (pool_persistent(p, &now) < 0)
                 now = cur;

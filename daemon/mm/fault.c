@@ -61,9 +61,7 @@ void fault_served(struct client *c, uint64_t t0)
         histogram_add(&c->c.fault_latency_ns, now_ns() - t0);
 }
 
-/* Serve one 4 KiB page outside any range we know: the kernel kept a range
- * registered that we never did (an mremap grew one). */
-static void serve_page(struct client *c, uint64_t page_addr)
+void fault_serve_page(struct client *c, uint64_t page_addr)
 {
         if (uffd_copy_zero(c, page_addr, HP_PAGE_SIZE, NULL, true) == 0) {
                 c->c.pages_populated++;
@@ -80,7 +78,9 @@ static void handle_pagefault(struct client *c, uint64_t addr, uint64_t t0)
 
         c->c.faults_served++;
         if (!b) {
-                serve_page(c, page_addr);
+                /* the kernel kept a range registered that we never did
+                 * (an mremap grew one) */
+                fault_serve_page(c, page_addr);
                 return;
         }
         b->fault(c, rg, addr, t0);

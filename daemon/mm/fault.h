@@ -15,6 +15,9 @@ struct client;
 void fault_uffd_ready(struct client *c);
 /* Forget the range and region records of [start, end): the memory is gone. */
 void fault_drop_span(struct client *c, uint64_t start, uint64_t end);
+/* Serve one 4 KiB zero page at page_addr outside any region record, or
+ * wake the thread if the copy fails. */
+void fault_serve_page(struct client *c, uint64_t page_addr);
 /* Record the latency of a fault read at t0 and served now. */
 void fault_served(struct client *c, uint64_t t0);
 

@@ -26,26 +26,6 @@
 static const char *const v1_mounts[] = { "/sys/fs/cgroup/memory" };
 static const char *const v2_mounts[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
 
-static int read_u64_fd(int fd, uint64_t *ret)
-{
-        char buf[64];
-        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-        if (n <= 0)
-                return n < 0 ? -errno : -EIO;
-        buf[n] = '\0';
-        if (strncmp(buf, "max", 3) == 0) {
-                *ret = UINT64_MAX;
-                return 0;
-        }
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(buf, &end, 10);
-        if (errno || end == buf)
-                return -EIO;
-        *ret = v;
-        return 0;
-}
-
 /* Is `name` one of the comma-separated controllers in ctrl? */
 static bool has_controller(const char *ctrl, const char *name)
 {
@@ -142,7 +122,7 @@ static int open_levels(struct memcg *g, const char *mount, const char *rel)
                 snprintf(lf, sizeof(lf), "%s/%s", dir, limit);
                 int lfd = open(lf, O_RDONLY | O_CLOEXEC), ufd = lfd >= 0 ? open(uf, O_RDONLY | O_CLOEXEC) : -1;
                 uint64_t l = UINT64_MAX;
-                if (lfd >= 0 && ufd >= 0 && read_u64_fd(lfd, &l) == 0 && l < UNLIMITED &&
+                if (lfd >= 0 && ufd >= 0 && hp_pread_u64(lfd, &l) == 0 && l < UNLIMITED &&
                     g->nlevels < MEMCG_LEVELS) {
                         g->usage_fd[g->nlevels] = ufd;
                         g->limit_fd[g->nlevels] = lfd;
@@ -199,7 +179,7 @@ void memcg_recheck(struct memcg *g, pid_t pid, uint64_t now)
         if (cgroup_of(pid, g->v2, rel, sizeof(rel)) < 0 || strcmp(rel, g->path) == 0) {
                 /* the same cgroup: limits may have changed */
                 for (int i = 0; i < g->nlevels; i++)
-                        (void)read_u64_fd(g->limit_fd[i], &g->limit[i]);
+                        (void)hp_pread_u64(g->limit_fd[i], &g->limit[i]);
                 return;
         }
         memcg_close(g);
@@ -215,8 +195,8 @@ uint64_t memcg_room(struct memcg *g, uint64_t now, uint64_t *limit)
         if (!g->read_ns || now - g->read_ns >= MEMCG_READ_NS) {
                 uint64_t room = UINT64_MAX;
                 for (int i = 0; i < g->nlevels; i++) {
-                        uint64_t u;
-                        if (read_u64_fd(g->usage_fd[i], &u) < 0)
+                        uint64_t u = 0;
+                        if (hp_pread_u64(g->usage_fd[i], &u) < 0)
                                 continue;
                         uint64_t left = g->limit[i] > u ? g->limit[i] - u : 0;
                         if (left < room)

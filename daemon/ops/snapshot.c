@@ -185,14 +185,6 @@ struct snapshot *snapshot_unref(struct snapshot *s)
         return NULL;
 }
 
-int snapshot_counter_index(const struct snapshot *s, const char *property)
-{
-        for (size_t i = 0; s && i < s->n_counters; i++)
-                if (strcmp(s->counters[i]->property, property) == 0)
-                        return (int)i;
-        return -1;
-}
-
 const struct snapshot_client *snapshot_find(const struct snapshot *s, pid_t pid)
 {
         struct snapshot_client key = { .pid = pid };

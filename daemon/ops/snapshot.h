@@ -100,7 +100,5 @@ struct snapshot *snapshot_ref(struct snapshot *s);
 struct snapshot *snapshot_unref(struct snapshot *s);
 /* The entry of pid, or NULL. */
 const struct snapshot_client *snapshot_find(const struct snapshot *s, pid_t pid);
-/* The index of a backend counter by D-Bus property name, or -1. */
-int snapshot_counter_index(const struct snapshot *s, const char *property);
 
 #endif
