@@ -5,7 +5,10 @@
  * UFFDIO_COPY from its zero source each, with the pool (hugetlb-pool.c)
  * grown for them when it has no page to give; accounting as in hugetlb.h.
  *
- * Threads: everything that touches clients runs on the main thread.
+ * Threads: faults are served on the fault threads, everything else that
+ * touches clients on the main thread, each with the client locked
+ * (client.h); the backend's global state is set before the fault threads
+ * start and read-only to them (the pool's counts are under its lock).
  * FILL_THREADS fill threads (hp-hugetlb-fill, a workq) copy pages ahead of
  * a sequential stream of faults (two faults in consecutive pages), up to
  * HUGETLB_FILL_AHEAD pages past the last fault and within the range: a 2 MiB
@@ -146,8 +149,11 @@ static uint64_t charged_total(struct manager *m)
 {
         uint64_t n = 0;
         for (struct client *c = m->clients; c; c = c->next)
-                if (c->state != CLIENT_DEAD)
+                if (c->state != CLIENT_DEAD) {
+                        client_lock(c);
                         n += client_pages(c);
+                        client_unlock(c);
+                }
         return n;
 }
 
@@ -281,8 +287,10 @@ static void fill_done(struct work *w, void *data)
 {
         struct fill_job *j = (struct fill_job *)w;
         struct client *c = client_by_id(data, j->client_id);
-        struct client_hugetlb *h = c ? state_of(c) : NULL;
 
+        if (c)
+                client_lock(c);
+        struct client_hugetlb *h = c ? state_of(c) : NULL;
         if (c && h && c->state == CLIENT_READY) {
                 for (unsigned i = 0; i < h->nfilling; i++)
                         if (h->filling[i] == j->addr) {
@@ -299,6 +307,8 @@ static void fill_done(struct work *w, void *data)
                         wake_page(c, j->addr);
                 }
         }
+        if (c)
+                client_unlock(c);
         fill_drop(w, data);
 }
 
@@ -499,8 +509,10 @@ static void pool_done(struct pool_job *j, void *data)
         struct manager *m = data;
         struct hugetlb *hb = hugetlb_of(m);
         struct client *c = j->kind == POOL_SHRINK ? NULL : client_by_id(m, j->client_id);
-        struct client_hugetlb *h = c ? state_of(c) : NULL;
 
+        if (c)
+                client_lock(c);
+        struct client_hugetlb *h = c ? state_of(c) : NULL;
         if (c && h && c->state == CLIENT_READY) {
                 if (j->kind == POOL_RESERVE) {
                         if (h->jobs > 0)
@@ -518,6 +530,8 @@ static void pool_done(struct pool_job *j, void *data)
                 } else
                         fault_grown(c, h, j);
         }
+        if (c)
+                client_unlock(c);
         if (hb && j->kind == POOL_FAULT)
                 hugetlb_pool_release_hold(hb->pool, j->got);
         if (hb && j->kind == POOL_SHRINK) {
@@ -646,11 +660,13 @@ static void hugetlb_read_counters(struct manager *m, const struct client *c, uin
         v[1] = hb->retired_faults;
         v[2] = hb->retired_prefilled;
         for (struct client *l = m->clients; l; l = l->next) {
+                client_lock(l);
                 const struct client_hugetlb *h = state_of(l);
                 if (h) {
                         v[1] += h->faults;
                         v[2] += h->prefilled;
                 }
+                client_unlock(l);
         }
         v[3] = hugetlb_pool_added(hb->pool);
         v[4] = hugetlb_pool_base(hb->pool);

@@ -58,6 +58,7 @@ static void run_set_policy(struct manager *m, struct bus_command *cmd)
         }
         /* the top layer (policy.h): over the config and the client's own,
          * but dense prediction only as far as the config allows */
+        client_lock(c);
         if (cmd->threshold)
                 c->layers.admin.threshold = cmd->threshold;
         if (cmd->max_window)
@@ -68,6 +69,7 @@ static void run_set_policy(struct manager *m, struct bus_command *cmd)
         log_info("client %d (%s): policy set over D-Bus by uid %u: threshold %u, fault window %u, "
                  "dense prediction %s", c->pid, c->comm, (unsigned)cmd->euid, c->policy.threshold,
                  c->policy.max_window, c->policy.dense_predict ? "on" : "off");
+        client_unlock(c);
 }
 
 static void run_reload(struct manager *m, struct bus_command *cmd)

@@ -5,9 +5,9 @@
  * completely (proto.c) before anything acts on it; a malformed message gets
  * an error reply and the connection stays up (a client that breaks the
  * handshake is disconnected). Limits on connections per user, handshake
- * time and request rate are in limits.c. Runs on the main thread; never
- * blocks on a client (sockets are non-blocking, a client that does not read
- * its replies is dropped).
+ * time and request rate are in limits.c. Runs on the main thread, with the
+ * client's lock held (client.h); never blocks on a client (sockets are
+ * non-blocking, a client that does not read its replies is dropped).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +27,7 @@
 #include "compat.h"
 #include "control.h"
 #include "coverage.h"
+#include "fault-threads.h"
 #include "fault.h"
 #include "fork.h"
 #include "log.h"
@@ -52,6 +53,41 @@ struct client *client_by_pid(struct manager *m, pid_t pid)
                 if (c->pid == pid && c->state == CLIENT_READY)
                         return c;
         return NULL;
+}
+
+struct client *client_ref(struct client *c)
+{
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+        return c;
+}
+
+void client_unref(struct client *c)
+{
+        if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+                pthread_mutex_destroy(&c->lock);
+                free(c);
+        }
+}
+
+void client_lock(struct client *c)
+{
+        client_ref(c);
+        pthread_mutex_lock(&c->lock);
+}
+
+void client_unlock(struct client *c)
+{
+        pthread_mutex_unlock(&c->lock);
+        client_unref(c);
+}
+
+/* *p -= min(v, *p), atomically: the daemon's bloat gauge. */
+static void gauge_sub(uint64_t *p, uint64_t v)
+{
+        uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+        while (!__atomic_compare_exchange_n(p, &cur, cur - (v < cur ? v : cur), false, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
+                ;
 }
 
 struct client_fds *client_fds_new(int pidfd)
@@ -128,6 +164,9 @@ static void client_free(struct client *c)
 {
         struct manager *m = c->m;
 
+        /* a fault thread serving it finishes its batch first */
+        pthread_mutex_lock(&c->lock);
+        fault_threads_remove(c);
         while (c->syncs) {
                 struct sync_wait *w = c->syncs;
                 c->syncs = w->next;
@@ -141,7 +180,7 @@ static void client_free(struct client *c)
                 c->next->prev = c->prev;
         m->nclients--;
         counters_add(&m->retired, &c->c);      /* the totals keep what it did */
-        m->bloat_pages -= c->bloat_pages < m->bloat_pages ? c->bloat_pages : m->bloat_pages;
+        gauge_sub(&m->bloat_pages, c->bloat_pages);
         backends_client_gone(m, c);             /* e.g. its hugetlb pages go back to the pool */
         /* Closing the last reference to the uffd unregisters every range:
          * blocked faults retry as ordinary kernel faults. */
@@ -151,7 +190,9 @@ static void client_free(struct client *c)
         memcg_close(&c->memcg);
         range_set_deinit(&c->ranges);
         region_table_deinit(&c->regions);
-        free(c);
+        c->fds = NULL;
+        pthread_mutex_unlock(&c->lock);
+        client_unref(c);        /* the list's */
 }
 
 void client_bloat_add(struct client *c, struct region *r)
@@ -159,7 +200,7 @@ void client_bloat_add(struct client *c, struct region *r)
         if (r->state != REGION_HUGE)
                 return;
         c->bloat_pages += r->bloat;
-        c->m->bloat_pages += r->bloat;
+        __atomic_add_fetch(&c->m->bloat_pages, r->bloat, __ATOMIC_RELAXED);
 }
 
 void client_bloat_drop(struct client *c, struct region *r)
@@ -168,14 +209,17 @@ void client_bloat_drop(struct client *c, struct region *r)
                 return;
         uint64_t b = r->bloat;
         c->bloat_pages -= b < c->bloat_pages ? b : c->bloat_pages;
-        c->m->bloat_pages -= b < c->m->bloat_pages ? b : c->m->bloat_pages;
+        gauge_sub(&c->m->bloat_pages, b);
 }
 
 void client_totals(struct manager *m, struct counters *ret)
 {
         *ret = m->retired;
-        for (struct client *c = m->clients; c; c = c->next)
+        for (struct client *c = m->clients; c; c = c->next) {
+                client_lock(c);
                 counters_add(ret, &c->c);
+                client_unlock(c);
+        }
 }
 
 void client_free_all(struct manager *m)
@@ -216,7 +260,8 @@ void client_stats(struct client *c, struct hp_stats *s)
         }
         /* the running count, made exact again (regions unmapped or split
          * since took their bloat with them) */
-        c->m->bloat_pages = c->m->bloat_pages - (c->bloat_pages < c->m->bloat_pages ? c->bloat_pages : c->m->bloat_pages) + bloat;
+        gauge_sub(&c->m->bloat_pages, c->bloat_pages);
+        __atomic_add_fetch(&c->m->bloat_pages, bloat, __ATOMIC_RELAXED);
         c->bloat_pages = bloat;
         s->fault_latency_p50_ns = histogram_quantile(&c->c.fault_latency_ns, 0.50);
         s->fault_latency_p99_ns = histogram_quantile(&c->c.fault_latency_ns, 0.99);
@@ -224,12 +269,20 @@ void client_stats(struct client *c, struct hp_stats *s)
         s->promotion_latency_p99_ns = histogram_quantile(&c->c.promotion_latency_ns, 0.99);
 }
 
+static void disconnect(struct client *c, const char *why);
+
 void client_disconnect(struct client *c, const char *why)
+{
+        client_lock(c);
+        if (c->state != CLIENT_DEAD)
+                disconnect(c, why);
+        client_unlock(c);
+}
+
+static void disconnect(struct client *c, const char *why)
 {
         struct hp_stats s;
 
-        if (c->state == CLIENT_DEAD)
-                return;
         if (c->state == CLIENT_READY) {
                 backends_client_leaving(c);
                 control_client_event(c, false);
@@ -269,6 +322,7 @@ void client_disconnect(struct client *c, const char *why)
                 log_debug("client %d gone during handshake (%s)", c->pid, why);
         }
         c->state = CLIENT_DEAD;
+        fault_threads_remove(c);        /* no fault thread serves it from here on */
         limits_forget(c);
         if (c->fds)
                 __atomic_store_n(&c->fds->gone, 1, __ATOMIC_RELEASE);
@@ -277,10 +331,6 @@ void client_disconnect(struct client *c, const char *why)
         if (c->w_sock.loop) {
                 c->watches_live++;
                 watch_stop(&c->w_sock, watch_stopped);
-        }
-        if (c->w_uffd.loop) {
-                c->watches_live++;
-                watch_stop(&c->w_uffd, watch_stopped);
         }
         if (c->w_pidfd.loop) {
                 c->watches_live++;
@@ -322,16 +372,6 @@ static void read_exe(struct client *c)
 static void on_pidfd(struct watch *w, int revents)
 {
         client_disconnect(w->data, "process exited");
-}
-
-static void on_uffd(struct watch *w, int revents)
-{
-        struct client *c = w->data;
-        if (revents < 0 || (revents & (POLLERR | POLLHUP | POLLNVAL))) {
-                client_disconnect(c, "userfaultfd error");
-                return;
-        }
-        fault_uffd_ready(c);
 }
 
 static int handle_hello(struct client *c, const struct hp_hello *msg)
@@ -413,9 +453,6 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
                 return r;
         }
         c->fds->uffd = fd;
-        r = watch_start(&m->loop, &c->w_uffd, fd, on_uffd, c);
-        if (r < 0)
-                return r;
         c->maps_fd = -1;
         snprintf(path, sizeof(path), "/proc/%d/maps", (int)c->pid);
         c->maps_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -429,6 +466,9 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
         c->memcg.checked_ns = now_ns();
         limits_handshake_end(c);
         c->state = CLIENT_READY;
+        r = fault_threads_add(c);       /* it serves faults once this request is done (c is locked) */
+        if (r < 0)
+                return r;
         trace_add_pid(m->trace, c->pid);
         control_client_event(c, true);
         log_debug("client %d (%s) uid %u ready", c->pid, c->comm, (unsigned)c->uid);
@@ -669,9 +709,8 @@ static void handle_request(struct client *c, const void *buf, ssize_t len, int f
         }
 }
 
-static void on_sock(struct watch *w, int revents)
+static void read_requests(struct client *c)
 {
-        struct client *c = w->data;
         _Alignas(8) char buf[HP_MSG_MAX];
 
         for (int i = 0; i < REQUESTS_PER_WAKEUP && c->state != CLIENT_DEAD; i++) {
@@ -693,6 +732,15 @@ static void on_sock(struct watch *w, int revents)
         }
         if (c->state != CLIENT_DEAD)
                 watch_defer(&c->w_sock);        /* more may be queued: after the others */
+}
+
+static void on_sock(struct watch *w, int revents)
+{
+        struct client *c = w->data;
+
+        client_lock(c);
+        read_requests(c);
+        client_unlock(c);
 }
 
 void client_accept(struct manager *m)
@@ -726,6 +774,12 @@ void client_accept(struct manager *m)
                         close(fd);
                         return;
                 }
+                pthread_mutexattr_t ma;
+                pthread_mutexattr_init(&ma);
+                pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+                pthread_mutex_init(&c->lock, &ma);
+                pthread_mutexattr_destroy(&ma);
+                c->refs = 1;            /* the list's */
                 c->m = m;
                 c->id = ++m->next_client_id;
                 c->sock = fd;

@@ -5,14 +5,28 @@
  * client_fds), its ranges (range.h) and region records (region.h), its
  * policy (policy.h), its counters and each backend's state for it.
  *
- * Threads: a struct client is the main thread's alone. Worker threads
- * (promotion workers, hugetlb pool and fill threads) hold a client id and a
- * reference to its client_fds, never the client; what they write there is
- * atomic and documented on the field.
+ * Threads: a struct client is touched with its lock held, by one thread at
+ * a time: a fault thread serving its uffd (fault-threads.h), or the main
+ * thread (its requests, the results of its jobs, the heartbeat, snapshots,
+ * policy updates, reload, fork inherit, disconnect). The lock is recursive
+ * (a request may disconnect the client, which locks it again). Only the
+ * main thread links, unlinks and looks up clients in the manager's list,
+ * and only it writes `state`; the fields only the main thread touches (the
+ * socket and its watches, limits, syncs) need no lock. Lock order: a
+ * client's lock, then leaf locks (a workq's, the hugetlb pool's, the fault
+ * threads' table); a fault thread holds one client's lock at a time, and
+ * only the main thread may hold several (fork inherit, reload, totals).
+ * Memory: reference counted (client_ref); the manager's list holds one
+ * reference, and a fault thread takes one under the table's lock before it
+ * locks the client, so a client is freed once no thread can reach it.
+ * Worker threads (promotion workers, hugetlb pool and fill threads) hold a
+ * client id and a reference to its client_fds, never the client; what they
+ * write there is atomic and documented on the field.
  */
 #ifndef HP_CLIENT_H
 #define HP_CLIENT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -63,6 +77,8 @@ struct sync_wait {
 };
 
 struct client {
+        pthread_mutex_t lock;   /* recursive; see the top of this file */
+        int refs;               /* atomic: the manager's list, and threads holding it now */
         struct manager *m;
         struct client *prev, *next;
         uint64_t id;            /* unique for the daemon's lifetime */
@@ -75,8 +91,9 @@ struct client {
 
         int sock, maps_fd;
         struct client_fds *fds; /* from the hello on: owns the pidfd and the uffd */
-        struct watch w_sock, w_uffd, w_pidfd;
+        struct watch w_sock, w_pidfd;
         unsigned watches_live;
+        bool fault_polled;      /* its uffd is in the fault threads' epoll set */
 
         struct policy policy;   /* in force (policy.h: config < [Program:] < client < D-Bus) */
         struct policy_layers layers;    /* where it came from, to recompute on reload */
@@ -95,6 +112,13 @@ struct client {
 };
 
 void client_accept(struct manager *m);
+struct client *client_ref(struct client *c);
+/* The last reference frees the struct (client_free has torn it down). */
+void client_unref(struct client *c);
+/* Main thread: a reference and the lock, for the time it touches c; then
+ * unlock and drop the reference (c may be freed by then). */
+void client_lock(struct client *c);
+void client_unlock(struct client *c);
 void client_disconnect(struct client *c, const char *why);
 /* At exit, once the loop is gone (no watch can run): free every client. */
 void client_free_all(struct manager *m);

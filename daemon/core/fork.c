@@ -55,11 +55,12 @@ static pid_t read_ppid(pid_t pid)
         return v > 0 ? (pid_t)v : -ESRCH;
 }
 
+static void inherit(struct client *c, struct client *p, const struct hp_header *req);
+
 void client_inherit(struct client *c, const struct hp_header *req)
 {
         struct manager *m = c->m;
         char text[HP_ERROR_TEXT];
-        unsigned done = 0, tried = 0;
 
         pid_t ppid = read_ppid(c->pid);
         /* the status read may be of a process that reused the pid */
@@ -74,6 +75,18 @@ void client_inherit(struct client *c, const struct hp_header *req)
                 client_reply(c, req->seq, -ESRCH, text);
                 return;
         }
+
+        /* c is locked (a request); the parent too from here: its fault
+         * thread may be changing its ranges. */
+        client_lock(p);
+        inherit(c, p, req);
+        client_unlock(p);
+}
+
+static void inherit(struct client *c, struct client *p, const struct hp_header *req)
+{
+        struct manager *m = c->m;
+        unsigned done = 0, tried = 0;
 
         /* The parent's own policy layer (SET_POLICY) goes with its ranges. */
         c->layers.client = p->layers.client;

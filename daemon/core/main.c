@@ -27,6 +27,7 @@
 #include "client.h"
 #include "compat.h"
 #include "control.h"
+#include "fault-threads.h"
 #include "heartbeat.h"
 #include "hugepaged.h"
 #include "log.h"
@@ -61,6 +62,7 @@ static void help(void)
                "  --max-window N       largest run of 4 KiB pages served per fault (default 64)\n"
                "  --no-dense-predict   never promote at a region's first fault\n"
                "  --workers N          promotion worker threads (default 1)\n"
+               "  --fault-threads N    threads serving faults (default 0: one per online CPU)\n"
                "  --max-clients N      connected clients at most (default 4096)\n"
                "  --max-ranges N       registered ranges per client at most (default 65536)\n"
                "  --log-level LEVEL    error|warning|notice|info|debug (default info)\n"
@@ -88,7 +90,7 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
 
 static int parse_args(int argc, char **argv, struct manager *m)
 {
-        enum { ARG_SOCKET = 0x100, ARG_GROUP, ARG_THRESHOLD, ARG_WINDOW, ARG_NO_DENSE, ARG_WORKERS,
+        enum { ARG_SOCKET = 0x100, ARG_GROUP, ARG_THRESHOLD, ARG_WINDOW, ARG_NO_DENSE, ARG_WORKERS, ARG_FAULT_THREADS,
                ARG_MAX_CLIENTS, ARG_MAX_RANGES, ARG_LOG_LEVEL, ARG_BUS, ARG_FOREGROUND, ARG_VERSION,
                ARG_CONFIG, ARG_CHECK_CONFIG, ARG_BUS_ADDRESS, ARG_BUS_INTROSPECT };
         static const struct option opts[] = {
@@ -98,6 +100,7 @@ static int parse_args(int argc, char **argv, struct manager *m)
                 { "max-window", required_argument, NULL, ARG_WINDOW },
                 { "no-dense-predict", no_argument, NULL, ARG_NO_DENSE },
                 { "workers", required_argument, NULL, ARG_WORKERS },
+                { "fault-threads", required_argument, NULL, ARG_FAULT_THREADS },
                 { "max-clients", required_argument, NULL, ARG_MAX_CLIENTS },
                 { "max-ranges", required_argument, NULL, ARG_MAX_RANGES },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
@@ -159,6 +162,10 @@ static int parse_args(int argc, char **argv, struct manager *m)
                 case ARG_WORKERS:
                         r = parse_uint("workers", optarg, 1, 64, &cfg->workers);
                         set |= CONFIG_SET_WORKERS;
+                        break;
+                case ARG_FAULT_THREADS:
+                        r = parse_uint("fault-threads", optarg, 0, 256, &cfg->fault_threads);
+                        set |= CONFIG_SET_FAULT_THREADS;
                         break;
                 case ARG_MAX_CLIENTS:
                         r = parse_uint("max-clients", optarg, 1, 1u << 20, &cfg->max_clients);
@@ -380,6 +387,9 @@ int main(int argc, char **argv)
         r = promote_start(&m, m.cfg.workers);
         if (r < 0)
                 return log_error_errno(r, "cannot start promotion workers: %m"), 1;
+        r = fault_threads_start(&m, m.cfg.fault_threads);
+        if (r < 0)
+                return log_error_errno(r, "cannot start fault threads: %m"), 1;
         if (watch_start(&m.loop, &m.w_listen, m.listen_fd, on_listen, &m) < 0 ||
             watch_start(&m.loop, &m.w_signal, m.signal_fd, on_signal, &m) < 0)
                 return log_error("cannot start the event loop"), 1;
@@ -398,12 +408,14 @@ int main(int argc, char **argv)
         if (backends_start(&m) < 0 || pressure_start(&m) < 0)
                 return 1;
 
-        log_info("listening on %s%s (threshold %u, dense prediction %s, %u worker%s)", m.cfg.socket_path,
-                 m.socket_activated ? " (socket activation)" : "", m.cfg.threshold,
-                 m.cfg.dense_predict ? "on" : "off", m.cfg.workers, m.cfg.workers == 1 ? "" : "s");
+        log_info("listening on %s%s (threshold %u, dense prediction %s, %u worker%s, %u fault thread%s)",
+                 m.cfg.socket_path, m.socket_activated ? " (socket activation)" : "", m.cfg.threshold,
+                 m.cfg.dense_predict ? "on" : "off", m.cfg.workers, m.cfg.workers == 1 ? "" : "s",
+                 fault_threads_count(&m), fault_threads_count(&m) == 1 ? "" : "s");
         notify_ready();
         r = loop_run(&m.loop);
         notify_stopping();
+        fault_threads_stop(&m);         /* before the promotion workers and backends they feed */
 
         /* Clients' uffds close with the process: their memory falls back
          * to ordinary kernel faults. */

@@ -6,9 +6,16 @@
  * plumbing.
  *
  * Threads (daemon/README.md has the whole picture):
- *  - main: the io_uring loop (loop.h). It alone touches struct manager and
- *    struct client: accepts, requests, faults, events, results of jobs,
- *    commands from the bus thread, the heartbeat.
+ *  - main: the io_uring loop (loop.h): accepts, requests, results of jobs,
+ *    commands from the bus thread, the heartbeat. It alone touches struct
+ *    manager, but for what the fault threads read (below), and the list of
+ *    clients; it touches a client with the client's lock held (client.h).
+ *  - hp-fault (FaultThreads=): the clients' faults and uffd events
+ *    (fault-threads.h), each with the client's lock held. Of the manager
+ *    they read `cfg` (written only with every client locked: reload),
+ *    `zero_page`, `pq`, `backend[]` and `fault_threads` (set before they
+ *    start, cleared after they stop), and they update `bloat_pages` and
+ *    `pressure.level` only atomically.
  *  - hp-promote (Workers=): promotion jobs (promote.c on a workq).
  *  - hp-hugetlb-pool, hp-hugetlb-fill (x2): the hugetlb backend's pool
  *    resizing and fill-ahead copies (backend/hugetlb-pool.c, on workqs).
@@ -31,6 +38,7 @@
 #include "stats.h"
 
 struct client;
+struct fault_threads;
 struct workq;
 
 /* Resolved AllowedUsers/AllowedGroups/AdminUsers/AdminGroups (reload.c). */
@@ -58,9 +66,10 @@ struct manager {
         unsigned nclients;
         uint64_t next_client_id;
         struct counters retired;        /* of the clients gone; totals add the live ones (client_totals) */
-        uint64_t bloat_pages;           /* of every live client (their bloat_pages, recounted on snapshots) */
+        uint64_t bloat_pages;           /* atomic: of every live client (their bloat_pages, recounted on snapshots) */
         struct pressure pressure;       /* the host's memory pressure (pressure.c) */
 
+        struct fault_threads *fault_threads;    /* the fault threads (fault-threads.h) */
         struct workq *pq;               /* promotion workers (promote.c) */
         void *backend[HP_RANGE_KINDS];  /* each backend's global state, or NULL (backend off) */
         struct trace *trace;    /* in-kernel tracing (trace.c), NULL when off */

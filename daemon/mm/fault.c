@@ -4,8 +4,10 @@
  * page fault to the backend of the range it falls in (backend.h), and the
  * non-cooperative events (UNMAP, REMOVE, REMAP) to the range and region
  * records they change, then to the backends. Also the uffd operations every
- * backend uses (fault.h). Runs on the main thread; must never block: every
- * ioctl here is a bounded kernel operation, collapses go to promote.c.
+ * backend uses (fault.h). Runs on a fault thread (fault-threads.c) with the
+ * client's lock held, and touches nothing but that client, atomics and
+ * locked queues (promotion jobs); must never block: every ioctl here is a
+ * bounded kernel operation, collapses go to promote.c.
  *
  * Kernel behaviour relied on:
  * - UFFDIO_COPY stops at the first populated page: -EEXIST, or -EAGAIN with
@@ -31,7 +33,7 @@
 #include "manager.h"
 
 #define MSGS_PER_READ 64
-#define READS_PER_WAKEUP 16     /* fairness: other clients get a turn */
+#define READS_PER_WAKEUP 16     /* then the client goes behind the others ready */
 
 void uffd_wake(struct client *c, uint64_t addr, uint64_t len)
 {
@@ -190,7 +192,7 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
         }
 }
 
-void fault_uffd_ready(struct client *c)
+int fault_uffd_ready(struct client *c)
 {
         struct uffd_msg msgs[MSGS_PER_READ];
 
@@ -198,9 +200,8 @@ void fault_uffd_ready(struct client *c)
                 ssize_t n = read(c->fds->uffd, msgs, sizeof(msgs));
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
-                                return;
-                        client_disconnect(c, "userfaultfd read failed");
-                        return;
+                                return 0;
+                        return -errno;
                 }
                 uint64_t t0 = now_ns();
                 size_t k = (size_t)n / sizeof(msgs[0]);
@@ -226,8 +227,7 @@ void fault_uffd_ready(struct client *c)
                         }
                 }
                 if (k < MSGS_PER_READ)
-                        return;
+                        return 0;
         }
-        if (c->state == CLIENT_READY)
-                watch_defer(&c->w_uffd);        /* more to read: after the others */
+        return 0;       /* more to read, maybe: the caller re-arms it behind the others */
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * fault.h: a client's userfaultfd (fault.c): reading it, and the operations
- * on it that the backends share. Main thread.
+ * on it that the backends share. A fault thread with the client's lock
+ * held (fault-threads.h); the uffd operations also on the main thread, with
+ * the client's lock held.
  */
 #ifndef HP_FAULT_H
 #define HP_FAULT_H
@@ -11,8 +13,9 @@
 
 struct client;
 
-/* The uffd is readable: serve faults and events, a bounded batch. */
-void fault_uffd_ready(struct client *c);
+/* The uffd is readable: serve faults and events, a bounded batch. 0, or
+ * -errno when the uffd cannot be read (the client is to be disconnected). */
+int fault_uffd_ready(struct client *c);
 /* Forget the range and region records of [start, end): the memory is gone. */
 void fault_drop_span(struct client *c, uint64_t start, uint64_t end);
 /* Serve one 4 KiB zero page at page_addr outside any region record, or

@@ -25,8 +25,9 @@
  *  - Fill jobs, past that bound: UFFDIO_COPY zeros into the region's holes
  *    (collapse refuses pte_none entries in uffd-armed VMAs), then
  *    MADV_COLLAPSE with the region registered the whole time.
- * Jobs run on a workq (workq.h) and come back to the main thread, which
- * applies their result. Workers never touch client or region objects: a job
+ * Jobs are queued by a fault thread (or the main thread) with the client
+ * locked; they run on a workq (workq.h) and come back to the main thread,
+ * which applies their result with the client locked. Workers never touch client or region objects: a job
  * carries a reference to the client's fds and a copy of the region's
  * populated bitmap. Registering a region again is its backend's (rearm).
  */
@@ -334,10 +335,14 @@ static void job_done(struct work *w, void *data)
         struct promote_job *j = (struct promote_job *)w;
         struct client *c = client_by_id(data, j->client_id);
 
-        if (c && c->state == CLIENT_READY) {
-                job_apply(c, j);
-                if (c->syncs)
-                        client_syncs_check(c);
+        if (c) {
+                client_lock(c);
+                if (c->state == CLIENT_READY) {
+                        job_apply(c, j);
+                        if (c->syncs)
+                                client_syncs_check(c);
+                }
+                client_unlock(c);
         }
         job_free(j);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * promote.h: promotion of regions to huge pages on worker threads (promote.c).
- * Main thread API.
+ * promote_region: with the client locked (a fault thread or the main
+ * thread); the rest: main thread.
  */
 #ifndef HP_PROMOTE_H
 #define HP_PROMOTE_H

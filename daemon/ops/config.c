@@ -368,6 +368,7 @@ static int parse_names(const struct config_item *it, const char *v, void *dst, c
 static const struct config_item items[] = {
         ITEM("Daemon", "Socket", parse_socket, C(socket_path)),
         ITEM("Daemon", "Workers", parse_uint, C(workers), .lo = 1, .hi = 64),
+        ITEM("Daemon", "FaultThreads", parse_uint, C(fault_threads), .lo = 0, .hi = 256),
         ITEM("Daemon", "Nice", parse_nice, C(nice)),
         ITEM("Daemon", "LogLevel", parse_log_level, C(log_level)),
         ITEM("Daemon", "AllowedUsers", parse_names, C(allowed_users)),
@@ -499,6 +500,8 @@ int config_apply_overrides(struct config *dst, const struct config *src, unsigne
         }
         if (mask & CONFIG_SET_WORKERS)
                 dst->workers = src->workers;
+        if (mask & CONFIG_SET_FAULT_THREADS)
+                dst->fault_threads = src->fault_threads;
         if (mask & CONFIG_SET_LOG_LEVEL)
                 dst->log_level = src->log_level;
         if (mask & CONFIG_SET_THRESHOLD)

@@ -47,6 +47,7 @@ struct config {
         /* [Daemon] */
         char *socket_path;
         unsigned workers;
+        unsigned fault_threads; /* 0: one per online CPU */
         int nice;               /* of every daemon thread, -20..19 */
         int log_level;          /* LOG_* */
         char **allowed_users;   /* NULL-terminated; names or numeric uids */
@@ -95,6 +96,7 @@ enum {
         CONFIG_SET_MAX_WINDOW = 1u << 6,
         CONFIG_SET_MAX_CLIENTS = 1u << 7,
         CONFIG_SET_MAX_RANGES = 1u << 8,
+        CONFIG_SET_FAULT_THREADS = 1u << 9,
 };
 
 /* level: LOG_ERR for an error (the load fails), LOG_WARNING otherwise. */

@@ -190,7 +190,9 @@ void coverage_tick(struct manager *m)
                         log_debug_errno(-r, "client %d (%s): smaps_rollup: %m", c->pid, c->comm);
                         continue;
                 }
+                client_lock(c);
                 managed = managed_bytes(c);
+                client_unlock(c);
                 e->anonymous = anon;
                 e->managed = managed;
                 log_debug("client %d (%s) coverage: managed_bytes=%" PRIu64 " anonymous_bytes=%" PRIu64

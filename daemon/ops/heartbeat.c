@@ -40,8 +40,10 @@ static void status(struct manager *m)
 {
         uint64_t faults = m->retired.faults_served, promotions = m->retired.promotions;
         for (struct client *c = m->clients; c; c = c->next) {
+                client_lock(c);
                 faults += c->c.faults_served;
                 promotions += c->c.promotions;
+                client_unlock(c);
         }
         notify_status("%u client%s, %" PRIu64 " faults served, %" PRIu64 " promotions", m->nclients,
                       m->nclients == 1 ? "" : "s", faults, promotions);
@@ -56,8 +58,11 @@ static void on_tick(struct watch *w, int revents)
                 log_debug_errno(errno, "heartbeat timer: %m");
         pressure_tick(m);
         for (struct client *c = m->clients; c; c = c->next)
-                if (c->state == CLIENT_READY)
+                if (c->state == CLIENT_READY) {
+                        client_lock(c);
                         memcg_recheck(&c->memcg, c->pid, now);
+                        client_unlock(c);
+                }
         coverage_tick(m);
         heartbeat_publish(m);
         backends_tick(m);

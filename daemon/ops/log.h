@@ -17,7 +17,7 @@ int log_internal(int level, int error, const char *fmt, ...) __attribute__((form
 
 #define log_full_errno(level, error, ...) \
         ({ int _l = (level), _e = (error); \
-           (_l <= log_max_level) ? log_internal(_l, _e, __VA_ARGS__) : -abs(_e); })
+           (_l <= __atomic_load_n(&log_max_level, __ATOMIC_RELAXED)) ? log_internal(_l, _e, __VA_ARGS__) : -abs(_e); })
 
 #define log_debug(...)   log_full_errno(LOG_DEBUG, 0, __VA_ARGS__)
 #define log_info(...)    log_full_errno(LOG_INFO, 0, __VA_ARGS__)

@@ -75,7 +75,7 @@ static void update(struct manager *m, bool psi_fired)
         log_notice("memory pressure %s -> %s (MemAvailable %" PRIu64 " MiB, low %" PRIu64 " MiB%s)",
                    level_names[p->level], level_names[next], p->mem_available >> 20, p->low_bytes >> 20,
                    psi_fired ? ", PSI trigger" : "");
-        p->level = next;
+        __atomic_store_n(&p->level, next, __ATOMIC_RELAXED);   /* fault threads read it */
         for (size_t i = 0; i < n_backends; i++)
                 if (backends[i]->pressure)
                         backends[i]->pressure(m, next);
@@ -157,5 +157,5 @@ void pressure_tick(struct manager *m)
 
 enum pressure_level pressure_level(const struct manager *m)
 {
-        return m->pressure.level;
+        return __atomic_load_n(&m->pressure.level, __ATOMIC_RELAXED);
 }

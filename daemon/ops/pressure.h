@@ -31,7 +31,7 @@ struct pressure {
         int psi_fd;             /* the trigger, or -1 (no PSI: MemAvailable only) */
         int meminfo_fd;
         struct watch w_psi;
-        enum pressure_level level;
+        enum pressure_level level;      /* written by the main thread, read atomically (pressure_level) */
         uint64_t last_cause_ns; /* when a cause was last seen */
         uint64_t low_bytes;     /* LowMemAvailable= in bytes, resolved */
         uint64_t mem_total, mem_available;      /* last read, bytes */

@@ -17,6 +17,7 @@
 #include <syslog.h>
 
 #include "client.h"
+#include "fault-threads.h"
 #include "heartbeat.h"
 #include "log.h"
 #include "manager.h"
@@ -124,6 +125,10 @@ int manager_apply_config(struct manager *m, struct config *cfg, bool startup)
                 if (cfg->workers != m->cfg.workers)
                         log_notice("Workers=%u takes effect at the next start (%u running)", cfg->workers,
                                    m->cfg.workers);
+                if (cfg->fault_threads != m->cfg.fault_threads)
+                        log_notice("FaultThreads=%u takes effect at the next start (%u running)", cfg->fault_threads,
+                                   fault_threads_count(m));
+                cfg->fault_threads = m->cfg.fault_threads;
                 char *keep = m->cfg.socket_path;
                 m->cfg.socket_path = cfg->socket_path;
                 cfg->socket_path = keep;
@@ -136,8 +141,12 @@ int manager_apply_config(struct manager *m, struct config *cfg, bool startup)
                 return log_error_errno(r, "out of memory: %m");
         if (m->allowed_uids.n == 0 && m->allowed_gids.n == 0)
                 log_notice("no AllowedUsers= or AllowedGroups= exist: only root may connect");
-        log_max_level = cfg->log_level;
+        __atomic_store_n(&log_max_level, cfg->log_level, __ATOMIC_RELAXED);
 
+        /* The fault threads read the config with a client locked: with
+         * every client locked, none reads it now. */
+        for (struct client *c = m->clients; c; c = c->next)
+                client_lock(c);
         config_done(&m->cfg);
         m->cfg = *cfg;
         *cfg = (struct config){ 0 };
@@ -150,6 +159,8 @@ int manager_apply_config(struct manager *m, struct config *cfg, bool startup)
                         client_policy_update(c);
                         updated += !policy_explicit(&c->layers);
                 }
+        for (struct client *c = m->clients; c; c = c->next)
+                client_unlock(c);
         if (!startup)
                 log_info("configuration reloaded from %s: threshold %u, fault window %u, dense prediction %s; "
                          "%u client%s without a policy of its own took it",

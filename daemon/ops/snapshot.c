@@ -5,6 +5,7 @@
  * every client's regions and ranges, a few times a second at most
  * (heartbeat.c decides when).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "backend.h"
 #include "client.h"
 #include "manager.h"
+#include "pressure.h"
 #include "snapshot.h"
 #include "trace.h"
 
@@ -63,6 +65,45 @@ static void dedup(struct snapshot *s)
         s->n = k;
 }
 
+/* c locked: its entry. 0 or -ENOMEM. */
+static int snapshot_client(struct manager *m, const struct snapshot *s, struct client *c, struct snapshot_client *e)
+{
+        e->id = c->id;
+        e->pid = c->pid;
+        e->uid = c->uid;
+        memcpy(e->comm, c->comm, sizeof(e->comm));
+        memcpy(e->exe, c->exe, sizeof(e->exe));
+        client_stats(c, &e->s);
+        e->max_window = c->policy.max_window;
+        e->dense_predict = c->policy.dense_predict;
+        e->policy_explicit = policy_explicit(&c->layers);
+        kernel_read(m->trace, c->pid, &e->kernel);
+        backends_read_counters(m, c, e->backend);
+        uint64_t limit;
+        e->budget = (struct snapshot_budget){
+                .promotions_skipped_headroom = c->c.skipped_headroom,
+                .promotions_skipped_pressure = c->c.skipped_pressure,
+                .promotions_skipped_bloat = c->c.skipped_bloat,
+                .bloat_bytes = c->bloat_pages << 12,    /* recounted by client_stats above */
+        };
+        e->budget.cgroup_room_bytes = memcg_room(&c->memcg, s->taken_ns, &limit);
+        e->budget.cgroup_limit_bytes = limit == UINT64_MAX ? 0 : limit;
+        if (e->budget.cgroup_room_bytes == UINT64_MAX)
+                e->budget.cgroup_room_bytes = 0;
+        coverage_get(c, &e->coverage);
+        if (c->ranges.n) {
+                e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
+                if (!e->ranges)
+                        return -ENOMEM;
+                for (size_t i = 0; i < c->ranges.n; i++)
+                        e->ranges[i] = (struct snapshot_range){ .start = c->ranges.v[i].start,
+                                                                .end = c->ranges.v[i].end,
+                                                                .threshold = c->ranges.v[i].threshold };
+                e->n_ranges = c->ranges.n;
+        }
+        return 0;
+}
+
 struct snapshot *snapshot_take(struct manager *m)
 {
         struct snapshot *s = calloc(1, sizeof(*s));
@@ -78,40 +119,12 @@ struct snapshot *snapshot_take(struct manager *m)
                 if (c->state != CLIENT_READY || s->n >= m->nclients)
                         continue;
                 struct snapshot_client *e = &s->v[s->n];
-                e->id = c->id;
-                e->pid = c->pid;
-                e->uid = c->uid;
-                memcpy(e->comm, c->comm, sizeof(e->comm));
-                memcpy(e->exe, c->exe, sizeof(e->exe));
-                client_stats(c, &e->s);
-                e->max_window = c->policy.max_window;
-                e->dense_predict = c->policy.dense_predict;
-                e->policy_explicit = policy_explicit(&c->layers);
-                kernel_read(m->trace, c->pid, &e->kernel);
-                backends_read_counters(m, c, e->backend);
-                uint64_t limit;
-                e->budget = (struct snapshot_budget){
-                        .promotions_skipped_headroom = c->c.skipped_headroom,
-                        .promotions_skipped_pressure = c->c.skipped_pressure,
-                        .promotions_skipped_bloat = c->c.skipped_bloat,
-                        .bloat_bytes = c->bloat_pages << 12,    /* recounted by client_stats above */
-                };
-                e->budget.cgroup_room_bytes = memcg_room(&c->memcg, s->taken_ns, &limit);
-                e->budget.cgroup_limit_bytes = limit == UINT64_MAX ? 0 : limit;
-                if (e->budget.cgroup_room_bytes == UINT64_MAX)
-                        e->budget.cgroup_room_bytes = 0;
-                coverage_get(c, &e->coverage);
-                if (c->ranges.n) {
-                        e->ranges = calloc(c->ranges.n, sizeof(*e->ranges));
-                        if (!e->ranges)
-                                return snapshot_unref(s);
-                        for (size_t i = 0; i < c->ranges.n; i++)
-                                e->ranges[i] = (struct snapshot_range){ .start = c->ranges.v[i].start,
-                                                                        .end = c->ranges.v[i].end,
-                                                                        .threshold = c->ranges.v[i].threshold };
-                        e->n_ranges = c->ranges.n;
-                }
-                s->n++;
+                client_lock(c);
+                int r = snapshot_client(m, s, c, e);
+                client_unlock(c);
+                s->n++;         /* its ranges are freed with s either way */
+                if (r < 0)
+                        return snapshot_unref(s);
                 s->total.regions_reserved += e->s.regions_reserved;
                 s->total.pages_reserved_unused += e->s.pages_reserved_unused;
                 s->total.regions_huge += e->s.regions_huge;
@@ -150,8 +163,8 @@ struct snapshot *snapshot_take(struct manager *m)
                 .promotions_skipped_headroom = t->skipped_headroom,
                 .promotions_skipped_pressure = t->skipped_pressure,
                 .promotions_skipped_bloat = t->skipped_bloat,
-                .bloat_bytes = m->bloat_pages << 12,
-                .pressure_level = p->level,
+                .bloat_bytes = __atomic_load_n(&m->bloat_pages, __ATOMIC_RELAXED) << 12,
+                .pressure_level = pressure_level(m),
                 .pressure_events = p->events,
                 .pressure_triggers = p->triggers,
                 .pressure_released_bytes = p->released_bytes,
