@@ -70,7 +70,7 @@ static void test_defaults(void)
 {
         struct config c;
         assert(config_init(&c) == 0);
-        assert(c.threshold == 64 && c.max_window == 64 && c.dense_predict && c.workers == 1);
+        assert(c.threshold == 64 && c.max_window == 64 && c.dense_predict && c.workers == 1 && c.fault_threads == 0);
         assert(strcmp(c.socket_path, "/run/hugepaged/hugepaged.sock") == 0);
         assert(c.allowed_groups[0] && strcmp(c.allowed_groups[0], "hugepaged") == 0 && !c.allowed_groups[1]);
         assert(!c.allowed_users[0]);
@@ -91,6 +91,7 @@ static void test_full_file(void)
                      "[Daemon]\n"
                      "Socket = /run/test/hp.sock\n"
                      "Workers = 4\n"
+                     "FaultThreads = 3\n"
                      "LogLevel = debug\n"
                      "AllowedUsers = alice, bob 1001\n"
                      "AllowedGroups =\n"
@@ -121,7 +122,7 @@ static void test_full_file(void)
         assert(rep.errors == 0 && rep.warnings == 0);
         assert(rep.notices == 0);
         assert(strcmp(c.socket_path, "/run/test/hp.sock") == 0);
-        assert(c.workers == 4 && c.log_level == LOG_DEBUG);
+        assert(c.workers == 4 && c.fault_threads == 3 && c.log_level == LOG_DEBUG);
         assert(!strcmp(c.allowed_users[0], "alice") && !strcmp(c.allowed_users[1], "bob") &&
                !strcmp(c.allowed_users[2], "1001") && !c.allowed_users[3]);
         assert(!c.allowed_groups[0]);
@@ -156,6 +157,8 @@ static void test_errors(void)
         expect_error("[Policy]\nMinSize = 5000\n", 2, "MinSize", "multiple of 4K");
         expect_error("[Policy]\nMinSize = 2X\n", 2, "MinSize", "not a size");
         expect_error("[Daemon]\nWorkers = 0\n", 2, "Workers", "outside 1..64");
+        expect_error("[Daemon]\nFaultThreads = 257\n", 2, "FaultThreads", "outside 0..256");
+        expect_error("[Daemon]\nFaultThreads = many\n", 2, "FaultThreads", "not a whole number");
         expect_error("[Daemon]\nWorkers = -1\n", 2, "Workers", "not a whole number");
         expect_error("[Daemon]\nNice = -21\n", 2, "Nice", "outside -20..19");
         expect_error("[Daemon]\nNice = high\n", 2, "Nice", "not a whole number");
