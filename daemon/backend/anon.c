@@ -8,7 +8,7 @@
  * region that looks dense at its first fault is handed to the kernel, which
  * installs a THP there itself (with the regions a sequential stream will
  * reach next). The decisions are policy.c's; this file carries them out.
- * Main thread; never blocks.
+ * A fault thread, or the main thread, with the client locked; never blocks.
  *
  * Kernel behaviour relied on: collapse refuses pte_none entries in
  * uffd-armed VMAs, so a region is collapsed unregistered (the kernel fills

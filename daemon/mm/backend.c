@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * backend.c: the list of backends (the one place that names them) and the
- * loops the core uses to call every backend at once. Main thread.
+ * loops the core uses to call every backend at once. Main thread, but
+ * backends_span_gone: a fault thread (the client locked).
  */
 #include <string.h>
 

@@ -8,9 +8,15 @@
  * backend. Adding a kind of memory is a new file in backend/ and one entry
  * in backend.c's list.
  *
- * Every operation runs on the main thread. A backend's own threads (the
- * hugetlb pool and fill threads) never see a struct client: they get a
- * client id and a reference to its fds (client.h).
+ * Threads: `fault` (and `span_gone`) run on a fault thread
+ * (fault-threads.h), every other operation on the main thread; an
+ * operation on a client always has the client's lock held. What `fault`
+ * touches besides its client must be safe from several fault threads at
+ * once: the backend's global state is set up before they start (`start`)
+ * and read-only to them, or under a lock of its own; counters it bumps go
+ * to the client. A backend's own threads (the hugetlb pool and fill
+ * threads) never see a struct client: they get a client id and a
+ * reference to its fds (client.h).
  */
 #ifndef HP_BACKEND_H
 #define HP_BACKEND_H
