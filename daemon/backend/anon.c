@@ -188,7 +188,7 @@ static bool may_promote(struct client *c, struct region *r, unsigned n, unsigned
         uint64_t *held = NULL;
         uint64_t pages = (uint64_t)n * HP_REGION_PAGES, bloat = pages - in_use;
         uint64_t cap = cap_pages(&m->cfg.max_bloat_per_client, c->c.pages_populated);
-        uint64_t gcap = cap_pages(&m->cfg.max_bloat, m->pressure.mem_total >> PAGE_SHIFT_4K);
+        uint64_t gcap = cap_pages(&m->cfg.max_bloat, pressure_mem_total(m) >> PAGE_SHIFT_4K);
 
         if (native && (cap != UINT64_MAX || gcap != UINT64_MAX))
                 bloat = pages;
@@ -196,7 +196,7 @@ static bool may_promote(struct client *c, struct region *r, unsigned n, unsigned
                 bloat = 0;
         if (pressure_level(m) != PRESSURE_NONE)
                 held = &c->c.skipped_pressure;
-        else if (!policy_bloat_allows(c->bloat_pages, bloat, cap) || !policy_bloat_allows(m->bloat_pages, bloat, gcap))
+        else if (!policy_bloat_allows(c->bloat_pages, bloat, cap) || !policy_bloat_allows(manager_bloat_pages(m), bloat, gcap))
                 held = &c->c.skipped_bloat;
         else {
                 uint64_t now = now_ns(), limit;

@@ -92,6 +92,12 @@ int manager_apply_config(struct manager *m, struct config *cfg, bool startup);
 int manager_reload(struct manager *m, char *error, size_t errlen);
 void manager_config_done(struct manager *m);
 
+/* Any thread: the daemon's bloat gauge. */
+static inline uint64_t manager_bloat_pages(const struct manager *m)
+{
+        return __atomic_load_n(&m->bloat_pages, __ATOMIC_RELAXED);
+}
+
 static inline uint64_t now_ns(void)
 {
         struct timespec ts;

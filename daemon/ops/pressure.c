@@ -42,7 +42,7 @@ static void read_meminfo(struct pressure *p)
         const char *t = strstr(buf, "MemTotal:"), *a = strstr(buf, "MemAvailable:");
         unsigned long long kb;
         if (t && sscanf(t, "MemTotal: %llu kB", &kb) == 1)
-                p->mem_total = kb << 10;
+                __atomic_store_n(&p->mem_total, kb << 10, __ATOMIC_RELAXED);   /* fault threads read it */
         if (a && sscanf(a, "MemAvailable: %llu kB", &kb) == 1)
                 p->mem_available = kb << 10;
 }
@@ -153,6 +153,11 @@ void pressure_tick(struct manager *m)
 {
         read_meminfo(&m->pressure);
         update(m, false);
+}
+
+uint64_t pressure_mem_total(const struct manager *m)
+{
+        return __atomic_load_n(&m->pressure.mem_total, __ATOMIC_RELAXED);
 }
 
 enum pressure_level pressure_level(const struct manager *m)

@@ -34,7 +34,7 @@ struct pressure {
         enum pressure_level level;      /* written by the main thread, read atomically (pressure_level) */
         uint64_t last_cause_ns; /* when a cause was last seen */
         uint64_t low_bytes;     /* LowMemAvailable= in bytes, resolved */
-        uint64_t mem_total, mem_available;      /* last read, bytes */
+        uint64_t mem_total, mem_available;      /* last read, bytes; mem_total also read atomically (pressure_mem_total) */
         uint64_t events;        /* rises from NONE */
         uint64_t triggers;      /* PSI triggers seen */
         uint64_t rise_ns;       /* when the level last rose from NONE (0: not since a release) */
@@ -51,7 +51,9 @@ void pressure_stop(struct manager *m);
 /* Heartbeat: MemAvailable, then the level (hysteresis). Calls the backends'
  * `pressure` operation when the level changes. */
 void pressure_tick(struct manager *m);
+/* Both safe on any thread. */
 enum pressure_level pressure_level(const struct manager *m);
+uint64_t pressure_mem_total(const struct manager *m);     /* bytes, from the last read */
 /* A backend gave `bytes` back because of pressure (counts the first release
  * after a rise). */
 void pressure_released(struct manager *m, uint64_t bytes);

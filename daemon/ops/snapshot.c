@@ -163,7 +163,7 @@ struct snapshot *snapshot_take(struct manager *m)
                 .promotions_skipped_headroom = t->skipped_headroom,
                 .promotions_skipped_pressure = t->skipped_pressure,
                 .promotions_skipped_bloat = t->skipped_bloat,
-                .bloat_bytes = __atomic_load_n(&m->bloat_pages, __ATOMIC_RELAXED) << 12,
+                .bloat_bytes = manager_bloat_pages(m) << 12,
                 .pressure_level = pressure_level(m),
                 .pressure_events = p->events,
                 .pressure_triggers = p->triggers,
