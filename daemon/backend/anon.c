@@ -118,11 +118,22 @@ static int copy_window(struct client *c, struct region *r, uint64_t rstart, unsi
         return e;
 }
 
+/* May n more regions be handed to the kernel? Those waiting to be
+ * registered again with their run (promote.c) are registered now if that
+ * makes room. */
+static bool budget_room(struct client *c, unsigned n)
+{
+        if (policy_budget_allows(c->unregistered, n))
+                return true;
+        promote_rearm_pending(c);
+        return policy_budget_allows(c->unregistered, n);
+}
+
 /* Unregister n regions from rstart for native jobs, within the VMA budget:
  * 0, -EBUSY past the budget, or the ioctl's -errno. */
 static int unregister_native(struct client *c, uint64_t rstart, unsigned n)
 {
-        if (!policy_budget_allows(c->unregistered, n))
+        if (!budget_room(c, n))
                 return -EBUSY;
         int e = uffd_unregister(c, rstart, (uint64_t)n << REGION_SHIFT);
         if (e == 0)
@@ -263,7 +274,7 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
                          * this fault, and at the next regions of the stream. */
                         unsigned ahead = policy_native_ahead(&c->regions, idx, rg->start >> REGION_SHIFT,
                                                              rg->end >> REGION_SHIFT, POLICY_NATIVE_AHEAD_MAX);
-                        if (!policy_budget_allows(c->unregistered, 1 + ahead) ||
+                        if (!budget_room(c, 1 + ahead) ||
                             (ahead && !may_promote(c, NULL, ahead, 0, true)))
                                 ahead = 0;
                         e = unregister_native(c, rstart, 1 + ahead);
@@ -334,18 +345,20 @@ static int anon_register(struct client *c, const struct hp_range_req *req, char 
  * mapping made over it since (an munmap there sends no event) would reach
  * out of them.
  */
-static bool anon_rearm(struct client *c, const struct range *rg, uint64_t start, char *why, size_t whylen)
+static bool anon_rearm(struct client *c, const struct range *rg, uint64_t start, uint64_t len, char *why,
+                       size_t whylen)
 {
-        uint64_t end = start + HP_REGION_SIZE, lo, hi;
+        uint64_t end = start + len, lo, hi;
 
         if (check_anon(c->maps_fd, c->pid, start, end, why, whylen) < 0)
                 return false;
-        if (vma_bounds(c->maps_fd, start, &lo, &hi) < 0 || !range_covers(&c->ranges, lo, hi)) {
-                snprintf(why, whylen, "its mapping reaches out of the ranges registered (range %#" PRIx64 "-%#"
-                         PRIx64 ")", rg->start, rg->end);
-                return false;
-        }
-        struct uffdio_register reg = { .range = { .start = start, .len = HP_REGION_SIZE },
+        for (uint64_t at = start; at < end; at = hi)
+                if (vma_bounds(c->maps_fd, at, &lo, &hi) < 0 || !range_covers(&c->ranges, lo, hi)) {
+                        snprintf(why, whylen, "its mapping reaches out of the ranges registered (range %#" PRIx64
+                                 "-%#" PRIx64 ")", rg->start, rg->end);
+                        return false;
+                }
+        struct uffdio_register reg = { .range = { .start = start, .len = len },
                                        .mode = UFFDIO_REGISTER_MODE_MISSING };
         if (ioctl(c->fds->uffd, UFFDIO_REGISTER, &reg) == 0)
                 return true;
