@@ -18,6 +18,10 @@
  *      ahead: regions a sequential stream will reach next; the job first
  *        looks when the stream can be there, and a region the stream never
  *        reaches is simply registered again, untouched.
+ *    A region that became a THP stays unregistered (REGION_F_UNARMED)
+ *    until the jobs next to it are done, and its run is registered again
+ *    in one go: registering waits for any fault in progress in the VMA it
+ *    splits, which in a stream is the stream's THP fault (rearm_run).
  *    While unregistered, a region splits its VMA in three: a resizing
  *    mremap() fails with EFAULT, which the shim answers with SYNC (wait for
  *    the jobs in that span) and a retry. The VMA budget (policy.h) bounds how
