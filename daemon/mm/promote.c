@@ -286,7 +286,8 @@ static void rearm_span(struct client *c, uint64_t lo, uint64_t hi)
                         idx++;
                         continue;
                 }
-                log_debug("client %d: %#" PRIx64 " stays unmanaged: %s", c->pid, start, why);
+                log_debug("client %d: %#" PRIx64 " stays unmanaged: %s", c->pid, start,
+                          why[0] ? why : "no longer mapped as it was");
                 struct region *r = region_lookup(&c->regions, idx);
                 if (r)
                         region_remove(&c->regions, r);
