@@ -122,7 +122,7 @@ unsigned policy_native_ahead(const struct region_table *t, uint64_t idx, uint64_
  * VMA in three until it is registered again, and the client's own mmap()
  * calls must never meet vm.max_map_count because of us. */
 #define POLICY_MAX_UNREGISTERED 256
-#define POLICY_NATIVE_AHEAD_MAX 16      /* regions handed over ahead of a stream */
+#define POLICY_NATIVE_AHEAD_MAX 64      /* regions handed over ahead of a stream */
 
 /*
  * Cgroup headroom: a promotion that adds `charge` bytes goes ahead only if
