@@ -249,6 +249,24 @@ class Daemon:
             out[int(m.group(1))] = st
         return out
 
+    def stats_of(self, pid, timeout=10):
+        """The counters of the last connection of pid (any program) once it
+        has gone, summed over its connections (hugepaged-run's probe and the
+        program share a pid), or {}."""
+        deadline = time.time() + timeout
+        while True:
+            lines = [GONE_RE.search(l) for l in self.text().splitlines() if f"client {pid} " in l]
+            gone = [m for m in lines if m and int(m.group(1)) == pid]
+            if gone and (gone[-1].group(2) != "hugepaged-run" or time.time() > deadline):
+                out = {}
+                for m in gone:
+                    for k, v in re.findall(r"([a-z0-9_]+)=(\d+)", m.group(4)):
+                        out[k] = out.get(k, 0) + int(v)
+                return out
+            if time.time() > deadline:
+                return {}
+            time.sleep(0.05)
+
     def wait_gone(self, pids, timeout=20):
         deadline = time.time() + timeout
         while True:
@@ -850,6 +868,15 @@ class Bench:
             raise RuntimeError(f"{what} exited with status {proc.returncode}: {err.strip()[-300:]}")
         return out
 
+    def served(self, r, mode, d, pid):
+        """r with the daemon's counters of a hugepaged run of pid."""
+        if mode == "hugepaged":
+            st = d.stats_of(pid)
+            for k in ("faults_served", "promotions", "promotions_failed", "bpf_fault_p50_ns"):
+                if k in st:
+                    r[k] = st[k]
+        return r
+
     def program_runs(self, case, one):
         """one(mode) -> dict, for every mode, interleaved, `repeat` times."""
         res = self.results.setdefault(case, {"runs": {}, "median": {}})
@@ -879,7 +906,10 @@ class Bench:
         self.row("S12", f"{name}: {first_what}", {"never": nv.get(first), "always": al.get(first)}, h,
                  div(h, best), "faster", "<= 1.1x faster; max <= 1.5x min",
                  check(lambda: h <= 1.1 * best and hs[2] <= 1.5 * hs[0]), "ms",
-                 note="min/median/max ms: " + ", ".join(f"{m} {fmt_spread(sp[m])}" for m in PROGRAM_MODES))
+                 note="min/median/max ms: " + ", ".join(f"{m} {fmt_spread(sp[m])}" for m in PROGRAM_MODES) +
+                 (f"; hugepaged: {hp['faults_served']:.0f} served faults, {hp.get('promotions', 0):.0f} "
+                  f"promotions, in-kernel fault p50 {hp.get('bpf_fault_p50_ns', 0) / 1e3:.0f} us"
+                  if hp.get("faults_served") is not None else ""))
         for key, label, unit, f in speeds:
             a, x = al.get(key), hp.get(key)
             self.row("S12", f"{name}: {label}", {"never": scale(nv.get(key), f), "always": scale(a, f)},
@@ -900,7 +930,8 @@ class Bench:
         def one(mode):
             self.prewarm(size + size // 2)
             proc = self.program(mode, ["/usr/bin/python3", script, str(size)], d)
-            return parse_kv(self.finish(proc, "python3"))
+            r = parse_kv(self.finish(proc, "python3"))
+            return self.served(r, mode, d, proc.pid)
         res = self.program_runs("S12 python", one)
         self.program_rows("S12 python", f"python3 bytearray({size_arg(size)})", res, "fill_ms", "fill",
                           [("hash_mb_per_s", "sha256 of it", "MB/s", 1.0)])
@@ -941,7 +972,6 @@ class Bench:
                         r[f"{f[0].lower()}_rps"] = float(f[1])
                 mem = memory_of(proc.pid)
                 r["rss_bytes"], r["anon_huge_bytes"] = mem.get("Rss"), mem.get("AnonHugePages")
-                return r
             finally:
                 subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=30)
                 try:
@@ -949,6 +979,7 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+            return self.served(r, mode, d, proc.pid)
         res = self.program_runs("S12 redis", one)
         self.program_rows("S12 redis", f"redis-server {keys} keys", res, "load_ms", "load (DEBUG POPULATE)",
                           [("set_rps", "SET -P 16", "k/s", 1e-3), ("get_rps", "GET -P 16", "k/s", 1e-3)])
@@ -978,8 +1009,8 @@ class Bench:
             t = (time.monotonic() - t0) * 1e3
             proc.returncode = os.waitstatus_to_exitcode(status)
             self.finish(proc, "sort")
-            return {"sort_ms": t, "rss_bytes": usage.ru_maxrss * 1024, "anon_huge_bytes": huge,
-                    "mb_per_s": size / t / 1e3}
+            return self.served({"sort_ms": t, "rss_bytes": usage.ru_maxrss * 1024, "anon_huge_bytes": huge,
+                                "mb_per_s": size / t / 1e3}, mode, d, proc.pid)
         try:
             res = self.program_runs("S12 sort", one)
         finally:

@@ -93,6 +93,8 @@ def main():
         for suf in suffixes:
             expect(any(r["metric"].startswith(prefix) and r["metric"].endswith(suf) for r in s12_rows),
                    f"S12 {name} has its '{suf[2:]}' row")
+        served = sum(r.get("faults_served", 0) for r in c["runs"].get("hugepaged", []))
+        expect(served > 0, f"S12 {name}: hugepaged served the program's faults ({served:.0f})")
 
     # hugepaged really managed the memory: served faults, and promotions where dense
     def hp_runs(c):
