@@ -4,7 +4,8 @@
 
 Runs every case (S1-S10, and F1: fork latency) under the kernel's THP baselines (never, always,
 khugepaged) and under hugepaged-run, on the same unmodified workload
-(bench/hp-bench.c), repeats each run and takes the median, and prints one
+(bench/hp-bench.c), and S12 on real programs from Debian (python3, redis-server,
+sort), repeats each run and takes the median, and prints one
 table: case, metric, baselines, hugepaged, ratio, target, PASS/MISS. The same
 goes to --json FILE.
 
@@ -33,7 +34,7 @@ import time
 GiB = 1 << 30
 MiB = 1 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "F1"]
+CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S12", "F1"]
 
 # Sizes and durations per preset. full: BENCH.md's sizes (<= 15 min on 2
 # cores); quick: scaled down (<= 3 min); smoke: tiny, for the test suite only
@@ -44,19 +45,22 @@ PRESETS = {
                  forkfit_max=64, lat_size=64 * MiB, lat_size_many=16 * MiB, lat_clients=64,
                  lat_threads=16, hugetlb=2 * GiB, scale_clients=256, scale_ranges=16, warm=10 * GiB,
                  headroom_limit=768 * MiB, headroom_size=3 * GiB,
-                 fork_size=1 * GiB, fork_churn=64 * MiB, forks=200),
+                 fork_size=1 * GiB, fork_churn=64 * MiB, forks=200,
+                 py_size=1 * GiB, redis_keys=1000000, redis_requests=1000000, sort_lines=4000000),
     "quick": dict(run_timeout=120, repeat=3, sparse=1 * GiB, dense=512 * MiB, mixed=1 * GiB, updates=1,
                   khugepaged_stop=10, forkfit_limit=1 * GiB, forkfit_child=512 * MiB,
                   forkfit_max=48, lat_size=16 * MiB, lat_size_many=4 * MiB, lat_clients=64,
                   lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=2 * GiB,
                   headroom_limit=768 * MiB, headroom_size=3 * GiB,
-                  fork_size=1 * GiB, fork_churn=64 * MiB, forks=100),
+                  fork_size=1 * GiB, fork_churn=64 * MiB, forks=100,
+                  py_size=1 * GiB, redis_keys=1000000, redis_requests=300000, sort_lines=2000000),
     "smoke": dict(run_timeout=120, repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
                   khugepaged_stop=1, forkfit_limit=256 * MiB, forkfit_child=64 * MiB,
                   forkfit_max=4, lat_size=8 * MiB, lat_size_many=4 * MiB, lat_clients=4,
                   lat_threads=4, hugetlb=32 * MiB, scale_clients=8, scale_ranges=4, warm=256 * MiB,
                   headroom_limit=128 * MiB, headroom_size=512 * MiB,
-                  fork_size=64 * MiB, fork_churn=16 * MiB, forks=10),
+                  fork_size=64 * MiB, fork_churn=16 * MiB, forks=10,
+                  py_size=64 * MiB, redis_keys=20000, redis_requests=20000, sort_lines=50000),
 }
 
 
@@ -105,6 +109,51 @@ def parse_kv(text):
         else:
             d[k] = val
     return d
+
+
+# ---- S12: real programs ----------------------------------------------------------
+
+PR_SET_THP_DISABLE = 41
+PROGRAM_MODES = ["never", "always", "hugepaged"]
+
+
+def thp_disable():
+    """preexec_fn of a `never` run: no THP for the process and what it
+    execs (prctl PR_SET_THP_DISABLE is inherited), MADV_HUGEPAGE or not."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0:
+        os._exit(125)
+
+
+# An `always` run on a host whose THP mode is madvise: the program's
+# allocator advises MADV_HUGEPAGE on all it maps (glibc malloc's THP tunable;
+# jemalloc's thp:always for redis-server), as THP `always` would apply.
+ALWAYS_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "MALLOC_CONF": "thp:always"}
+
+
+def memory_of(pid):
+    """Rss and AnonHugePages of pid (bytes), or {} once it is gone."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 3 and p[2] == "kB":
+                    out[p[0][:-1]] = int(p[1]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def spread(runs, key):
+    """min/median/max of key over runs, or None."""
+    v = sorted(r[key] for r in runs if r.get(key) is not None)
+    return (v[0], statistics.median(v), v[-1]) if v else None
+
+
+def fmt_spread(t, f=1.0):
+    return "-" if t is None else "/".join(f"{x * f:.0f}" if x * f >= 10 else f"{x * f:.2f}" for x in t)
 
 
 class RunTimeout(RuntimeError):
@@ -199,6 +248,24 @@ class Daemon:
             st["why"] = m.group(3)
             out[int(m.group(1))] = st
         return out
+
+    def stats_of(self, pid, timeout=10):
+        """The counters of the last connection of pid (any program) once it
+        has gone, summed over its connections (hugepaged-run's probe and the
+        program share a pid), or {}."""
+        deadline = time.time() + timeout
+        while True:
+            lines = [GONE_RE.search(l) for l in self.text().splitlines() if f"client {pid} " in l]
+            gone = [m for m in lines if m and int(m.group(1)) == pid]
+            if gone and (gone[-1].group(2) != "hugepaged-run" or time.time() > deadline):
+                out = {}
+                for m in gone:
+                    for k, v in re.findall(r"([a-z0-9_]+)=(\d+)", m.group(4)):
+                        out[k] = out.get(k, 0) + int(v)
+                return out
+            if time.time() > deadline:
+                return {}
+            time.sleep(0.05)
 
     def wait_gone(self, pids, timeout=20):
         deadline = time.time() + timeout
@@ -767,6 +834,203 @@ class Bench:
                  {"never": mc["never"].get("children_per_s"), "always": ca}, c, div(c, ca), "always",
                  ">= 0.90x always", check(lambda: c >= 0.9 * ca), "1/s")
 
+
+    # ---- S12: real programs --------------------------------------------------
+
+    def program(self, mode, argv, daemon, env=None, timeout=None, during=None):
+        """Run argv (a real program) in `mode`; returns its process, started.
+        The memory it will take is touched and freed first (the host's first
+        touch, hp-bench warm), as every case does right before timing."""
+        cmd = list(argv)
+        if mode == "hugepaged":
+            cmd = [self.runner, "--socket", daemon.sock, "--"] + cmd
+        e = dict(os.environ)
+        e.pop("MALLOC_PERTURB_", None)
+        if mode == "always":
+            e.update(ALWAYS_ENV)
+        if env:
+            e.update(env)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, env=e, start_new_session=True,
+                                preexec_fn=thp_disable if mode == "never" else None)
+
+    def prewarm(self, size):
+        self.run("plain", ["warm", size_arg(size)])
+
+    def finish(self, proc, what, timeout=None):
+        try:
+            out, err = proc.communicate(timeout=timeout or self.p["run_timeout"])
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise RunTimeout(f"{what}: did not finish in {timeout or self.p['run_timeout']} s")
+        if proc.returncode:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}: {err.strip()[-300:]}")
+        return out
+
+    def served(self, r, mode, d, pid):
+        """r with the daemon's counters of a hugepaged run of pid."""
+        if mode == "hugepaged":
+            st = d.stats_of(pid)
+            for k in ("faults_served", "promotions", "promotions_failed", "bpf_fault_p50_ns"):
+                if k in st:
+                    r[k] = st[k]
+        return r
+
+    def program_runs(self, case, one):
+        """one(mode) -> dict, for every mode, interleaved, `repeat` times."""
+        res = self.results.setdefault(case, {"runs": {}, "median": {}})
+        for i in range(self.p["repeat"]):
+            for mode in PROGRAM_MODES:
+                log(f"  {case} {mode} #{i + 1}")
+                try:
+                    res["runs"].setdefault(mode, []).append(one(mode))
+                except (RunTimeout, RuntimeError, OSError) as e:
+                    log(f"  {case} {mode}: {e}")
+                    res.setdefault("failures", []).append(f"{mode}: {e}")
+        for mode in PROGRAM_MODES:
+            rs = res["runs"].get(mode, [])
+            keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
+            res["median"][mode] = {k: median([r.get(k) for r in rs]) for k in keys}
+        return res
+
+    def program_rows(self, case, name, res, first, first_what, speeds, rss_key="rss_bytes"):
+        """The rows of one program: `first` (ms: first touch or load) against
+        the faster of never/always with its min/median/max; each of `speeds`
+        ((key, label, unit, factor)) against always; RSS and AnonHugePages."""
+        runs, med = res["runs"], res["median"]
+        nv, al, hp = (med.get(m, {}) for m in PROGRAM_MODES)
+        sp = {m: spread(runs.get(m, []), first) for m in PROGRAM_MODES}
+        best = min((x for x in (nv.get(first), al.get(first)) if x is not None), default=None)
+        h, hs = hp.get(first), sp["hugepaged"]
+        self.row("S12", f"{name}: {first_what}", {"never": nv.get(first), "always": al.get(first)}, h,
+                 div(h, best), "faster", "<= 1.1x faster; max <= 1.5x min",
+                 check(lambda: h <= 1.1 * best and hs[2] <= 1.5 * hs[0]), "ms",
+                 note="min/median/max ms: " + ", ".join(f"{m} {fmt_spread(sp[m])}" for m in PROGRAM_MODES) +
+                 (f"; hugepaged: {hp['faults_served']:.0f} served faults, {hp.get('promotions', 0):.0f} "
+                  f"promotions, in-kernel fault p50 {hp.get('bpf_fault_p50_ns', 0) / 1e3:.0f} us"
+                  if hp.get("faults_served") is not None else ""))
+        for key, label, unit, f in speeds:
+            a, x = al.get(key), hp.get(key)
+            self.row("S12", f"{name}: {label}", {"never": scale(nv.get(key), f), "always": scale(a, f)},
+                     scale(x, f), div(x, a), "always", ">= 0.97x always", check(lambda: x >= 0.97 * a), unit)
+        rn, ra, rh = nv.get(rss_key), al.get(rss_key), hp.get(rss_key)
+        self.row("S12", f"{name}: RSS", {"never": scale(rn, 1 / MiB), "always": scale(ra, 1 / MiB)},
+                 scale(rh, 1 / MiB), div(rh, rn), "never", "<= 1.05x never + (always - never)",
+                 check(lambda: rh <= 1.05 * rn + max(0, ra - rn)), "MiB")
+        k = "anon_huge_bytes"
+        self.row("S12", f"{name}: AnonHugePages", {"never": scale(nv.get(k), 1 / MiB),
+                                                  "always": scale(al.get(k), 1 / MiB)},
+                 scale(hp.get(k), 1 / MiB), div(hp.get(k), al.get(k)), "always", "-", None, "MiB")
+
+    def s12_python(self, d):
+        size = self.p["py_size"]
+        script = os.path.join(ROOT, "bench", "programs", "py-fill.py")
+
+        def one(mode):
+            self.prewarm(size + size // 2)
+            proc = self.program(mode, ["/usr/bin/python3", script, str(size)], d)
+            r = parse_kv(self.finish(proc, "python3"))
+            return self.served(r, mode, d, proc.pid)
+        res = self.program_runs("S12 python", one)
+        self.program_rows("S12 python", f"python3 bytearray({size_arg(size)})", res, "fill_ms", "fill",
+                          [("hash_mb_per_s", "sha256 of it", "MB/s", 1.0)])
+
+    def s12_redis(self, d):
+        server, bench_ = shutil.which("redis-server"), shutil.which("redis-benchmark")
+        cli = shutil.which("redis-cli")
+        if not (server and bench_ and cli):
+            raise RuntimeError("redis-server, redis-cli or redis-benchmark missing (Debian redis-server, redis-tools)")
+        keys, n = self.p["redis_keys"], self.p["redis_requests"]
+
+        def one(mode):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            self.prewarm(max(512 * MiB, keys * 400))
+            proc = self.program(mode, [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no", "--enable-debug-command", "yes",
+                                       "--daemonize", "no", "--loglevel", "warning"], d)
+            try:
+                c = [cli, "-p", str(port)]
+                for _ in range(200):
+                    if subprocess.run(c + ["ping"], capture_output=True, text=True).stdout.strip() == "PONG":
+                        break
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"redis-server exited: {proc.stderr.read()[-300:]}")
+                    time.sleep(0.05)
+                t0 = time.monotonic()
+                subprocess.run(c + ["debug", "populate", str(keys), "key", "100"], check=True, capture_output=True,
+                               timeout=self.p["run_timeout"])
+                r = {"load_ms": (time.monotonic() - t0) * 1e3}
+                out = subprocess.run([bench_, "-p", str(port), "-P", "16", "-t", "set,get", "-n", str(n),
+                                      "-r", str(keys), "-d", "100", "--csv"], check=True, capture_output=True,
+                                     text=True, timeout=self.p["run_timeout"]).stdout
+                for line in out.splitlines():
+                    f = [x.strip('"') for x in line.split(",")]
+                    if len(f) >= 2 and f[0] in ("SET", "GET"):
+                        r[f"{f[0].lower()}_rps"] = float(f[1])
+                mem = memory_of(proc.pid)
+                r["rss_bytes"], r["anon_huge_bytes"] = mem.get("Rss"), mem.get("AnonHugePages")
+            finally:
+                subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=30)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            return self.served(r, mode, d, proc.pid)
+        res = self.program_runs("S12 redis", one)
+        self.program_rows("S12 redis", f"redis-server {keys} keys", res, "load_ms", "load (DEBUG POPULATE)",
+                          [("set_rps", "SET -P 16", "k/s", 1e-3), ("get_rps", "GET -P 16", "k/s", 1e-3)])
+
+    def s12_sort(self, d):
+        lines = self.p["sort_lines"]
+        path = os.path.join(tempfile.gettempdir(), f"hp-bench-sort-{os.getpid()}.txt")
+        import random
+        rnd = random.Random(12)
+        with open(path, "w") as f:
+            for _ in range(lines):
+                f.write(f"{rnd.getrandbits(64):016x} {rnd.getrandbits(32)}\n")
+        size = os.path.getsize(path)
+
+        def one(mode):
+            self.prewarm(1 * GiB)
+            t0 = time.monotonic()
+            proc = self.program(mode, ["sort", "-S", "1G", "--parallel=1", "-o", "/dev/null", path], d,
+                                env={"LC_ALL": "C"})
+            huge, usage = 0, None
+            while True:     # AnonHugePages sampled; peak RSS from the kernel (ru_maxrss)
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                huge = max(huge, memory_of(proc.pid).get("AnonHugePages", 0))
+                time.sleep(0.01)
+            t = (time.monotonic() - t0) * 1e3
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.finish(proc, "sort")
+            return self.served({"sort_ms": t, "rss_bytes": usage.ru_maxrss * 1024, "anon_huge_bytes": huge,
+                                "mb_per_s": size / t / 1e3}, mode, d, proc.pid)
+        try:
+            res = self.program_runs("S12 sort", one)
+        finally:
+            os.unlink(path)
+        self.program_rows("S12 sort", f"sort -S 1G, {size // MiB} MiB of lines", res, "sort_ms", "sort",
+                          [("mb_per_s", "sort throughput", "MB/s", 1.0)])
+
+    def case_s12(self, d):
+        """Real programs, unmodified: never (PR_SET_THP_DISABLE), always (the
+        allocator advises MADV_HUGEPAGE on everything), under hugepaged-run."""
+        failed = []
+        for name, fn in (("python", self.s12_python), ("redis", self.s12_redis), ("sort", self.s12_sort)):
+            try:
+                fn(d)
+            except Exception as e:     # one program missing must not hide the others
+                log(f"  S12 {name} failed: {e}")
+                self.results.setdefault(f"S12 {name}", {"runs": {}, "median": {}})["error"] = str(e)
+                self.row("S12", f"{name}: (failed)", {}, None, None, "", "", False, note=str(e).splitlines()[0][:200])
+                failed.append(name)
+
     # ---- driver --------------------------------------------------------------
 
     def machine(self):
@@ -812,7 +1076,7 @@ class Bench:
                     "S3": lambda d: self.case_dense("S3", "dense-rand", d),
                     "S4": self.case_s4, "S5": self.case_s5, "S6": self.case_s6, "S7": self.case_s7,
                     "S8": self.case_s8, "S9": self.case_s9, "S10": self.case_s10,
-                    "F1": self.case_f1}
+                    "S12": self.case_s12, "F1": self.case_f1}
         self.timing = {}
         for c in cases:
             log(f"{c}:")

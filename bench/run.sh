@@ -5,7 +5,9 @@
 #   bench/run.sh [--quick] [--json FILE] [CASES...]     e.g. bench/run.sh --quick S2 S7
 #
 # Needs root and a build (./test.sh, or ./test.sh --build-only); rebuilds
-# what changed first. The full set takes about 15 minutes, --quick about 3.
+# what changed first. The full set takes about 15 minutes, --quick about 3
+# (plus S12's real programs: python3, redis-server and redis-benchmark from
+# Debian's redis-server and redis-tools, and sort).
 # See bench/bench.py --help for every option.
 set -euo pipefail
 root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)

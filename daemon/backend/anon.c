@@ -118,11 +118,22 @@ static int copy_window(struct client *c, struct region *r, uint64_t rstart, unsi
         return e;
 }
 
+/* May n more regions be handed to the kernel? Those waiting to be
+ * registered again with their run (promote.c) are registered now if that
+ * makes room. */
+static bool budget_room(struct client *c, unsigned n)
+{
+        if (policy_budget_allows(c->unregistered, n))
+                return true;
+        promote_rearm_pending(c);
+        return policy_budget_allows(c->unregistered, n);
+}
+
 /* Unregister n regions from rstart for native jobs, within the VMA budget:
  * 0, -EBUSY past the budget, or the ioctl's -errno. */
 static int unregister_native(struct client *c, uint64_t rstart, unsigned n)
 {
-        if (!policy_budget_allows(c->unregistered, n))
+        if (!budget_room(c, n))
                 return -EBUSY;
         int e = uffd_unregister(c, rstart, (uint64_t)n << REGION_SHIFT);
         if (e == 0)
@@ -181,8 +192,12 @@ static uint64_t cap_pages(const struct config_cap *cap, uint64_t of_pages)
  * charge, the margin and what its managed memory may still take at 4 KiB.
  * A region held back (r, if given) is counted once and asked again at its
  * next fault. On yes, the charge is taken off the cgroup's room.
+ * `early`: below the full threshold (a threshold learned from the range):
+ * the room must then hold every region not touched yet at 2 MiB, since
+ * promoting early is what would make them so; the density of what was served
+ * so far no longer says what they would take at 4 KiB.
  */
-static bool may_promote(struct client *c, struct region *r, unsigned n, unsigned in_use, bool native)
+static bool may_promote(struct client *c, struct region *r, unsigned n, unsigned in_use, bool native, bool early)
 {
         struct manager *m = c->m;
         uint64_t *held = NULL;
@@ -202,8 +217,9 @@ static bool may_promote(struct client *c, struct region *r, unsigned n, unsigned
                 uint64_t now = now_ns(), limit;
                 uint64_t room = memcg_room(&c->memcg, now, &limit);
                 uint64_t margin = policy_margin(limit, m->cfg.headroom_margin.bytes, m->cfg.headroom_margin.percent);
-                uint64_t future = policy_future_4k(c->ranges.bytes, c->regions.count, c->c.regions_made,
-                                                   c->c.pages_populated);
+                uint64_t future = early ? policy_future_4k(c->ranges.bytes, c->regions.count, 1, HP_REGION_PAGES)
+                                        : policy_future_4k(c->ranges.bytes, c->regions.count, c->c.regions_made,
+                                                           c->c.pages_populated);
                 uint64_t charge = (pages - in_use) << PAGE_SHIFT_4K;
                 if (!policy_headroom_allows(room, charge, future, margin))
                         held = &c->c.skipped_headroom;
@@ -233,6 +249,14 @@ static void promote_threshold(struct client *c, struct region *r, uint64_t rstar
                 promote_region(c, r, false, 0);
 }
 
+/* What a region of rg turned out to be, for the thresholds learned in rg
+ * and in the client's ranges together (policy_learned_threshold). */
+static void density_note(struct client *c, struct range *rg, enum policy_density_event e)
+{
+        policy_density_note(&rg->density, e);
+        policy_density_note(&c->density, e);
+}
+
 static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64_t t0)
 {
         uint64_t page_addr = addr & ~(HP_PAGE_SIZE - 1);
@@ -242,7 +266,9 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
         int e;
 
         bool whole = rg->start <= rstart && rg->end >= rend;
-        unsigned threshold = policy_threshold(rg->threshold, &c->policy);
+        unsigned full = policy_threshold(rg->threshold, &c->policy), threshold = full;
+        if (!rg->threshold && !c->layers.client.threshold && !c->layers.admin.threshold)
+                threshold = policy_learned_threshold(full, &rg->density, &c->density);
         r = region_lookup(&c->regions, idx);
         if (!r) {
                 const struct region *prev2 = rg->start <= rstart - 2 * HP_REGION_SIZE ? region_lookup(&c->regions, idx - 2) : NULL;
@@ -256,18 +282,21 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
                         return;
                 }
                 c->c.regions_made++;
-                if (a == PROMOTE_NATIVE && !may_promote(c, r, 1, 0, true))
+                if (whole)
+                        density_note(c, rg, POLICY_REGION_MADE);
+                if (a == PROMOTE_NATIVE && !may_promote(c, r, 1, 0, true, false))
                         a = PROMOTE_NONE;
                 if (a == PROMOTE_NATIVE) {
                         /* Dense fast path: let the kernel install a THP at
                          * this fault, and at the next regions of the stream. */
                         unsigned ahead = policy_native_ahead(&c->regions, idx, rg->start >> REGION_SHIFT,
                                                              rg->end >> REGION_SHIFT, POLICY_NATIVE_AHEAD_MAX);
-                        if (!policy_budget_allows(c->unregistered, 1 + ahead) ||
-                            (ahead && !may_promote(c, NULL, ahead, 0, true)))
+                        if (!budget_room(c, 1 + ahead) ||
+                            (ahead && !may_promote(c, NULL, ahead, 0, true, false)))
                                 ahead = 0;
                         e = unregister_native(c, rstart, 1 + ahead);
                         if (e == 0) {
+                                density_note(c, rg, POLICY_REGION_DENSE);
                                 r->flags |= REGION_F_DENSE;
                                 uffd_wake(c, page_addr, HP_PAGE_SIZE);
                                 native_ahead(c, idx + 1, ahead);
@@ -312,8 +341,11 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
         }
         fault_served(c, t0);
 
-        if (policy_should_promote(r, threshold, whole) && may_promote(c, r, 1, r->populated, false))
+        bool early = r->populated < full;
+        if (policy_should_promote(r, threshold, whole) && may_promote(c, r, 1, r->populated, false, early)) {
+                density_note(c, rg, early ? POLICY_REGION_LEARNED : POLICY_REGION_DENSE);
                 promote_threshold(c, r, rstart);
+        }
 }
 
 
@@ -334,18 +366,20 @@ static int anon_register(struct client *c, const struct hp_range_req *req, char 
  * mapping made over it since (an munmap there sends no event) would reach
  * out of them.
  */
-static bool anon_rearm(struct client *c, const struct range *rg, uint64_t start, char *why, size_t whylen)
+static bool anon_rearm(struct client *c, const struct range *rg, uint64_t start, uint64_t len, char *why,
+                       size_t whylen)
 {
-        uint64_t end = start + HP_REGION_SIZE, lo, hi;
+        uint64_t end = start + len, lo, hi;
 
         if (check_anon(c->maps_fd, c->pid, start, end, why, whylen) < 0)
                 return false;
-        if (vma_bounds(c->maps_fd, start, &lo, &hi) < 0 || !range_covers(&c->ranges, lo, hi)) {
-                snprintf(why, whylen, "its mapping reaches out of the ranges registered (range %#" PRIx64 "-%#"
-                         PRIx64 ")", rg->start, rg->end);
-                return false;
-        }
-        struct uffdio_register reg = { .range = { .start = start, .len = HP_REGION_SIZE },
+        for (uint64_t at = start; at < end; at = hi)
+                if (vma_bounds(c->maps_fd, at, &lo, &hi) < 0 || !range_covers(&c->ranges, lo, hi)) {
+                        snprintf(why, whylen, "its mapping reaches out of the ranges registered (range %#" PRIx64
+                                 "-%#" PRIx64 ")", rg->start, rg->end);
+                        return false;
+                }
+        struct uffdio_register reg = { .range = { .start = start, .len = len },
                                        .mode = UFFDIO_REGISTER_MODE_MISSING };
         if (ioctl(c->fds->uffd, UFFDIO_REGISTER, &reg) == 0)
                 return true;

@@ -612,6 +612,8 @@ void client_syncs_check(struct client *c)
 static void handle_sync(struct client *c, const struct hp_range_req *req)
 {
         uint64_t start = req->addr, end = req->addr + req->length;
+        /* an mremap met a VMA split by regions handed to the kernel */
+        promote_rearm_pending(c);
         if (!span_promoting(c, start, end)) {
                 send_reply(c, &req->hdr, 0);
                 return;

@@ -101,6 +101,7 @@ struct client {
         struct sync_wait *syncs;
         unsigned nsyncs;
         unsigned unregistered;  /* regions handed to the kernel now (the VMA budget, policy.h) */
+        struct policy_density density;  /* its anonymous ranges' together (policy_learned_threshold) */
 
         struct range_set ranges;
         struct region_table regions;

@@ -61,10 +61,12 @@ struct backend {
         /* A page fault at addr in rg, read from the uffd at t0: serve it, or
          * wake the thread so that it faults again. Never block. */
         void (*fault)(struct client *c, struct range *rg, uint64_t addr, uint64_t t0);
-        /* Register a 2 MiB region it had handed to the kernel (a promotion)
-         * again, if its memory is still what the range registered: true when
-         * registered; false and why set when the region is no longer ours. */
-        bool (*rearm)(struct client *c, const struct range *rg, uint64_t start, char *why, size_t whylen);
+        /* Register regions [start, start + len) of rg it had handed to the
+         * kernel (promotions) again, in one registration, if their memory is
+         * still what the range registered: true when registered; false and
+         * why set when it is no longer ours (nothing registered then). */
+        bool (*rearm)(struct client *c, const struct range *rg, uint64_t start, uint64_t len, char *why,
+                      size_t whylen);
         /* [start, end) was unmapped or its pages dropped (UNMAP, REMOVE),
          * after the core updated its range and region records. Optional. */
         void (*span_gone)(struct client *c, uint64_t start, uint64_t end);

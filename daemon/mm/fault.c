@@ -104,6 +104,10 @@ static void span_region(struct region_table *t, struct region *r, void *ud)
                 r->flags |= REGION_F_GONE;      /* the worker's report is dropped */
                 return;
         }
+        if ((r->flags & REGION_F_UNARMED) && s->c->unregistered) {
+                s->c->unregistered--;           /* no longer to be registered again */
+                r->flags &= ~REGION_F_UNARMED;
+        }
         if (lo == rstart && hi == rend) {
                 if (r->state == REGION_RESERVED && r->populated < HP_REGION_PAGES)
                         s->c->c.reservations_released++;
@@ -172,7 +176,7 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
                         fault_drop_span(c, to, to + len);       /* whatever was there is gone */
                         for (size_t i = 0; i < mv.n; i++) {
                                 struct region *r = mv.v[i], *nr2;
-                                if (r->state == REGION_PROMOTING)
+                                if (r->state == REGION_PROMOTING || (r->flags & REGION_F_UNARMED))
                                         continue;
                                 if (region_add(&c->regions, r->idx + (delta >> REGION_SHIFT), &nr2) == 0) {
                                         uint64_t keep = nr2->idx;

@@ -125,6 +125,38 @@ unsigned policy_native_ahead(const struct region_table *t, uint64_t idx, uint64_
         return ahead;
 }
 
+static bool dense(const struct policy_density *d)
+{
+        return d->made >= POLICY_LEARN_MIN && (uint64_t)d->promoted * 100 >= (uint64_t)d->made * POLICY_LEARN_DENSE_PCT;
+}
+
+unsigned policy_learned_threshold(unsigned threshold, const struct policy_density *range,
+                                  const struct policy_density *client)
+{
+        const struct policy_density *d = range->made >= POLICY_LEARN_MIN ? range : client;
+        if (!dense(d))
+                return threshold;
+        return threshold >= 8 ? threshold / 8 : 1;
+}
+
+void policy_density_note(struct policy_density *d, enum policy_density_event e)
+{
+        switch (e) {
+        case POLICY_REGION_MADE:
+                if (d->made < UINT32_MAX)
+                        d->made++;
+                break;
+        case POLICY_REGION_DENSE:
+                if (d->promoted < d->made)
+                        d->promoted++;
+                break;
+        case POLICY_REGION_LEARNED:
+                if (d->made > d->promoted)
+                        d->made--;
+                break;
+        }
+}
+
 bool policy_should_promote(const struct region *r, unsigned threshold, bool whole_region)
 {
         return whole_region && r->state == REGION_RESERVED && !(r->flags & REGION_F_NO_PROMOTE) &&

@@ -4,7 +4,8 @@
  * no logging; unit-tested with fabricated records in tests/unit/test-policy.c):
  *  - which policy a client has, from its layers (policy_resolve);
  *  - what to do at the first fault in a region (dense prediction);
- *  - whether a region has reached its threshold;
+ *  - whether a region has reached its threshold, and a range's threshold
+ *    learned from how dense its regions turned out;
  *  - how many regions to hand to the kernel ahead of a sequential stream;
  *  - whether the VMA budget allows handing more regions to the kernel.
  *
@@ -56,6 +57,39 @@ static inline unsigned policy_threshold(uint32_t range_threshold, const struct p
         return range_threshold ? range_threshold : p->threshold;
 }
 
+/*
+ * The threshold of a region, learned from the regions already decided in
+ * its range: once POLICY_LEARN_MIN regions were made there and
+ * POLICY_LEARN_DENSE_PCT% or more of them were promoted, the range is dense
+ * (a heap filled region after region, in any order inside each) and its next
+ * regions are promoted at an eighth of `threshold` (at least 1): fewer 4 KiB
+ * faults served before each becomes huge. A range with too few regions of its
+ * own (allocators map many small ones) goes by the client's ranges together.
+ * A sparse range, whose regions never reach the threshold, or a mixed one,
+ * keeps it. Only regions promoted at the full threshold (or dense at their
+ * first fault) count as promoted: one promoted at the learned threshold is
+ * left out of the counts (policy_density_note), so sparse regions made
+ * meanwhile turn the learning off again.
+ */
+#define POLICY_LEARN_MIN 8
+#define POLICY_LEARN_DENSE_PCT 75
+
+struct policy_density {
+        uint32_t made;          /* regions first faulted */
+        uint32_t promoted;      /* of those, promoted as dense */
+};
+
+unsigned policy_learned_threshold(unsigned threshold, const struct policy_density *range,
+                                  const struct policy_density *client);
+
+enum policy_density_event {
+        POLICY_REGION_MADE,
+        POLICY_REGION_DENSE,    /* promoted at the full threshold, or at its first fault */
+        POLICY_REGION_LEARNED,  /* promoted at a learned (lower) threshold */
+};
+/* Count a region's event in d (saturating; promoted never above made). */
+void policy_density_note(struct policy_density *d, enum policy_density_event e);
+
 enum promote_action {
         PROMOTE_NONE,           /* serve at 4 KiB */
         PROMOTE_NATIVE,         /* hand the region to the kernel: it installs a THP at the fault */
@@ -88,7 +122,7 @@ unsigned policy_native_ahead(const struct region_table *t, uint64_t idx, uint64_
  * VMA in three until it is registered again, and the client's own mmap()
  * calls must never meet vm.max_map_count because of us. */
 #define POLICY_MAX_UNREGISTERED 256
-#define POLICY_NATIVE_AHEAD_MAX 16      /* regions handed over ahead of a stream */
+#define POLICY_NATIVE_AHEAD_MAX 64      /* regions handed over ahead of a stream */
 
 /*
  * Cgroup headroom: a promotion that adds `charge` bytes goes ahead only if

@@ -18,6 +18,10 @@
  *      ahead: regions a sequential stream will reach next; the job first
  *        looks when the stream can be there, and a region the stream never
  *        reaches is simply registered again, untouched.
+ *    A region that became a THP stays unregistered (REGION_F_UNARMED)
+ *    until the jobs next to it are done, and its run is registered again
+ *    in one go: registering waits for any fault in progress in the VMA it
+ *    splits, which in a stream is the stream's THP fault (rearm_run).
  *    While unregistered, a region splits its VMA in three: a resizing
  *    mremap() fails with EFAULT, which the shim answers with SYNC (wait for
  *    the jobs in that span) and a retry. The VMA budget (policy.h) bounds how
@@ -54,6 +58,7 @@
 
 #define NATIVE_WAIT_NS (100 * 1000000ull)     /* for the woken thread's THP fault */
 #define NATIVE_RETRY_US 200
+#define NATIVE_RETRY_MAX_US 3200 /* a stream on memory the host must back first: ~3 ms a region */
 #define COLLAPSE_TRIES 3
 #define FILL_AGAIN_TRIES 2000   /* x 50 us: an unmap or remap the main thread has to read */
 
@@ -67,6 +72,8 @@ struct promote_job {
         bool native;
         bool ahead;             /* native, ahead of a stream: maybe never touched */
         uint64_t t_queued;
+        unsigned retry_us;      /* native: next look after this long (doubles: each look drains
+                                 * every CPU's LRU caches, MADV_COLLAPSE's lru_add_drain_all) */
         uint64_t bits[HP_REGION_PAGES / 64];   /* fill: pages known populated at queue time */
         bool fill_done;         /* fill: holes filled, the collapse is next */
         unsigned filled;        /* fill: pages copied by the worker */
@@ -156,12 +163,16 @@ static enum work_step run_job(struct work *w, void *data)
                 run_collapse(j);
                 /* -EINVAL: nothing mapped there yet (the woken thread has not
                  * run). Let other jobs go first and look again, for a while;
-                 * native jobs look again at most every NATIVE_RETRY_US: many
-                 * of them waiting (a stream's regions ahead) must not keep
-                 * the worker spinning. */
+                 * native jobs look again after NATIVE_RETRY_US, then twice as
+                 * long each time: many of them waiting (a stream's regions
+                 * ahead) must not keep the worker spinning, nor interrupt the
+                 * stream's CPU with LRU drains. */
                 if (j->result == -EINVAL && now_ns() - j->t_queued < NATIVE_WAIT_NS &&
                     !(j->ahead && __atomic_load_n(&j->fds->hurry, __ATOMIC_ACQUIRE))) {
-                        j->w.not_before_ns = now_ns() + NATIVE_RETRY_US * 1000ull;
+                        j->retry_us = j->retry_us ? j->retry_us * 2 : NATIVE_RETRY_US;
+                        if (j->retry_us > NATIVE_RETRY_MAX_US)
+                                j->retry_us = NATIVE_RETRY_MAX_US;
+                        j->w.not_before_ns = now_ns() + j->retry_us * 1000ull;
                         return WORK_AGAIN;
                 }
                 return WORK_DONE;
@@ -244,24 +255,111 @@ int promote_region(struct client *c, struct region *r, bool native, uint64_t not
 }
 
 /*
- * Register a region handed to the kernel again, through its backend, if its
- * mapping is still the one we unregistered. An munmap of an unregistered
- * region produces no event, so without this check a new mapping at the same
- * address (a thread stack) could be registered behind its owner's back.
+ * Register regions [lo, hi) handed to the kernel again, through their
+ * backend, if their mapping is still the one we unregistered: one
+ * registration per range they fall in, region by region where that fails.
+ * An munmap of an unregistered region produces no event, so without this
+ * check a new mapping at the same address (a thread stack) could be
+ * registered behind its owner's back. A region that is no longer ours is
+ * dropped, with the range there (no events come for it any more).
  */
-static bool rearm(struct client *c, struct region *r)
+static void rearm_span(struct client *c, uint64_t lo, uint64_t hi)
 {
-        uint64_t start = r->idx << REGION_SHIFT, end = start + HP_REGION_SIZE;
-        struct range *rg = range_find(&c->ranges, start);
-        const struct backend *b = rg ? backend_of(rg->backend) : NULL;
-        char why[160] = "";
+        for (uint64_t idx = lo; idx < hi;) {
+                uint64_t start = idx << REGION_SHIFT;
+                struct range *rg = range_find(&c->ranges, start);
+                const struct backend *b = rg ? backend_of(rg->backend) : NULL;
+                uint64_t n = 1;
+                char why[160] = "";
 
-        if (!rg || rg->end < end || !b || !b->rearm)
-                snprintf(why, sizeof(why), "no longer inside a range");
-        else if (b->rearm(c, rg, start, why, sizeof(why)))
-                return true;
-        log_debug("client %d: %#" PRIx64 " stays unmanaged: %s", c->pid, start, why);
-        return false;
+                if (rg && b && b->rearm) {
+                        uint64_t last = rg->end >> REGION_SHIFT;
+                        n = (last < hi ? last : hi) - idx;
+                        if (n > 1 && b->rearm(c, rg, start, n << REGION_SHIFT, why, sizeof(why))) {
+                                idx += n;
+                                continue;
+                        }
+                        n = 1;
+                }
+                if (!rg || rg->end < start + HP_REGION_SIZE || !b || !b->rearm)
+                        snprintf(why, sizeof(why), "no longer inside a range");
+                else if (b->rearm(c, rg, start, HP_REGION_SIZE, why, sizeof(why))) {
+                        idx++;
+                        continue;
+                }
+                log_debug("client %d: %#" PRIx64 " stays unmanaged: %s", c->pid, start,
+                          why[0] ? why : "no longer mapped as it was");
+                struct region *r = region_lookup(&c->regions, idx);
+                if (r)
+                        region_remove(&c->regions, r);
+                range_remove_span(&c->ranges, start, start + HP_REGION_SIZE);
+                idx++;
+        }
+}
+
+static bool unarmed(const struct region *r)
+{
+        return r && (r->flags & REGION_F_UNARMED);
+}
+
+/*
+ * The run of UNARMED regions around idx: register it again in one go once
+ * no job of a region next to it is still out (a stream going on through
+ * regions handed over ahead of it), or at once when `now`. Registering
+ * splits the VMA the stream faults in: it waits for the fault in progress
+ * there, and faults elsewhere in that VMA wait for it. Once per run, not
+ * once per region: never, before, did the main thread stop serving faults
+ * for the length of a THP fault per region of a stream.
+ */
+static void rearm_run(struct client *c, uint64_t idx, bool now)
+{
+        uint64_t lo = idx, hi = idx + 1;
+
+        if (!unarmed(region_lookup(&c->regions, idx)))
+                return;
+        while (lo > 0 && unarmed(region_lookup(&c->regions, lo - 1)))
+                lo--;
+        while (unarmed(region_lookup(&c->regions, hi)))
+                hi++;
+        if (!now) {
+                const struct region *before = lo > 0 ? region_lookup(&c->regions, lo - 1) : NULL;
+                const struct region *after = region_lookup(&c->regions, hi);
+                if ((before && before->state == REGION_PROMOTING) || (after && after->state == REGION_PROMOTING))
+                        return;
+        }
+        for (uint64_t i = lo; i < hi; i++) {
+                struct region *r = region_lookup(&c->regions, i);
+                r->flags &= ~REGION_F_UNARMED;
+        }
+        c->unregistered -= c->unregistered >= hi - lo ? (unsigned)(hi - lo) : c->unregistered;
+        rearm_span(c, lo, hi);
+}
+
+struct unarmed_list {
+        uint64_t *v;
+        size_t n, cap;
+};
+
+static void collect_unarmed(struct region_table *t, struct region *r, void *ud)
+{
+        struct unarmed_list *l = ud;
+        if ((r->flags & REGION_F_UNARMED) && l->n < l->cap)
+                l->v[l->n++] = r->idx;
+}
+
+void promote_rearm_pending(struct client *c)
+{
+        struct unarmed_list l = { .cap = c->regions.count };
+
+        if (!c->regions.count)
+                return;
+        l.v = calloc(l.cap, sizeof(*l.v));
+        if (!l.v)
+                return;
+        region_foreach_in(&c->regions, 0, UINT64_MAX, collect_unarmed, &l);
+        for (size_t i = 0; i < l.n; i++)
+                rearm_run(c, l.v[i], true);     /* later ones of a run are no longer unarmed */
+        free(l.v);
 }
 
 static void job_apply(struct client *c, struct promote_job *j)
@@ -279,15 +377,21 @@ static void job_apply(struct client *c, struct promote_job *j)
                 region_remove(&c->regions, r);
                 return;
         }
-        if (j->native && !rearm(c, r)) {
-                /* Unmanaged from now on: no events come for it, so keep no
-                 * range there either. */
-                uint64_t start = r->idx << REGION_SHIFT;
-                region_remove(&c->regions, r);
-                range_remove_span(&c->ranges, start, start + HP_REGION_SIZE);
-                if (j->result == 0)
-                        c->c.promotions++;
-                return;
+        if (j->native && j->result == 0 && !c->syncs) {
+                /* A THP: registered again with the rest of its run once the
+                 * stream is through (rearm_run); handed over till then. */
+                r->flags |= REGION_F_UNARMED;
+                c->unregistered++;
+        } else if (j->native) {
+                uint64_t idx = r->idx;
+                rearm_span(c, idx, idx + 1);
+                r = region_lookup(&c->regions, idx);
+                if (!r) {
+                        /* unmanaged from now on */
+                        if (j->result == 0)
+                                c->c.promotions++;
+                        return;
+                }
         }
         if (j->native && j->result == -EINVAL && (r->flags & REGION_F_AHEAD)) {
                 /* Handed over ahead of a stream that never got there:
@@ -339,6 +443,8 @@ static void job_done(struct work *w, void *data)
                 client_lock(c);
                 if (c->state == CLIENT_READY) {
                         job_apply(c, j);
+                        for (uint64_t i = j->idx ? j->idx - 1 : 0; i <= j->idx + 1; i++)
+                                rearm_run(c, i, c->syncs != NULL);
                         if (c->syncs)
                                 client_syncs_check(c);
                 }

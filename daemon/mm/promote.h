@@ -23,6 +23,9 @@ void promote_stop(struct manager *m);
  * Otherwise fill its holes with zero copies and collapse it registered.
  * -ENOMEM: not queued (the region is left as it is). */
 int promote_region(struct client *c, struct region *r, bool native, uint64_t not_before_ns);
+/* Register again every region left handed to the kernel after its
+ * promotion (waiting for a stream to pass: promote.c), now. */
+void promote_rearm_pending(struct client *c);
 /* Drop the jobs of a client that is going away (not yet started ones). */
 void promote_forget_client(struct manager *m, uint64_t client_id);
 

@@ -11,10 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy.h"
+
 struct range {
         uint64_t start, end;    /* [start, end), page aligned */
         uint32_t threshold;     /* 0 = the client's default */
         uint32_t backend;       /* HP_RANGE_* */
+        struct policy_density density;  /* its regions so far (policy_learned_threshold) */
 };
 
 struct range_set {

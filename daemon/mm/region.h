@@ -32,6 +32,7 @@ enum {
         REGION_F_AHEAD = 1 << 2,      /* native, ahead of a sequential stream: maybe never touched */
         REGION_F_HELD = 1 << 3,       /* a promotion was held back (headroom, pressure, bloat): counted once */
         REGION_F_DENSE = 1 << 4,      /* handed to the kernel as dense (first fault, or ahead of a stream) */
+        REGION_F_UNARMED = 1 << 5,    /* HUGE, still handed to the kernel: registered again with its run */
 };
 
 struct region {

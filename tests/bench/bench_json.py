@@ -26,6 +26,12 @@ MODES = {
 }
 S7_MODES = ["never", "floor-block", "floor-busy", "hugepaged"]
 PROMOTING = ["S2", "S3", "S4", "S9"]     # cases whose memory is dense enough to promote
+# S12, real programs: the rows each must have (metric prefix -> row suffixes)
+S12 = {
+    "python": ("python3 bytearray", [": fill", ": sha256 of it", ": RSS", ": AnonHugePages"]),
+    "redis": ("redis-server", [": load (DEBUG POPULATE)", ": SET -P 16", ": GET -P 16", ": RSS", ": AnonHugePages"]),
+    "sort": ("sort -S", [": sort", ": sort throughput", ": RSS", ": AnonHugePages"]),
+}
 
 
 def main():
@@ -74,6 +80,21 @@ def main():
         for m in MODES.get(c, []):
             expect(m in runs and runs[m], f"{c} has a {m} run")
         expect(any(r["case"] == c for r in res["rows"]), f"{c} has a row in the table")
+
+    # S12: every real program ran in every mode and has its rows
+    s12_rows = [r for r in res["rows"] if r["case"] == "S12"]
+    for name, (prefix, suffixes) in S12.items():
+        c = cases.get(f"S12 {name}")
+        if not expect(c is not None, f"S12 {name} is in the JSON"):
+            continue
+        expect("error" not in c, f"S12 {name} ran without error: {c.get('error', '')[:200]}")
+        for m in ("never", "always", "hugepaged"):
+            expect(c["runs"].get(m), f"S12 {name} has a {m} run")
+        for suf in suffixes:
+            expect(any(r["metric"].startswith(prefix) and r["metric"].endswith(suf) for r in s12_rows),
+                   f"S12 {name} has its '{suf[2:]}' row")
+        served = sum(r.get("faults_served", 0) for r in c["runs"].get("hugepaged", []))
+        expect(served > 0, f"S12 {name}: hugepaged served the program's faults ({served:.0f})")
 
     # hugepaged really managed the memory: served faults, and promotions where dense
     def hp_runs(c):

@@ -11,7 +11,7 @@ the client.
 A stream that stops: the daemon hands regions to the kernel ahead of a
 sequential stream; when the stream stops, it takes the untouched ones back,
 so one page touched later in each of them is a 4 KiB page it serves, not a
-huge page.
+huge page; and the regions the stream went through are registered again.
 """
 
 import hptest
@@ -47,6 +47,9 @@ def stream_stop(ctx, d):
     ctx.expect(r.int("tail_rss_bytes") <= 2 * tail * 4096,
                f"stream-stop: the {tail} regions after the stream hold {r.int('tail_rss_bytes') >> 10} KiB "
                f"for {tail} touched pages (<= {2 * tail * 4} KiB: no huge page left by the readahead)")
+    ctx.expect(r.int("unregistered_bytes") == 0,
+               f"stream-stop: every region handed to the kernel is registered again after the stream "
+               f"({r.int('unregistered_bytes') >> 10} KiB of the mapping without the userfaultfd)")
     stats = d.client_stats(r.int("pid"))
     ctx.require(stats is not None, f"stream-stop: daemon logged 'client {r.int('pid')} ... gone'")
     ctx.expect(stats.get("faults_served", 0) >= tail,

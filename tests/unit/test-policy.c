@@ -61,6 +61,55 @@ static void test_decisions(void)
         assert(policy_should_promote(&one, 1, true));   /* threshold 1: every touched region */
 }
 
+static void test_learned(void)
+{
+        struct policy_density none = { 0 }, few = { 7, 7 }, dense = { 8, 8 }, dense2 = { 93, 87 },
+                              edge = { 100, 75 }, below = { 100, 74 }, sparse = { 4096, 0 },
+                              mixed = { 4096, 1024 }, top = { UINT32_MAX, UINT32_MAX }, topsparse = { UINT32_MAX, 0 };
+
+        /* too few regions decided, in the range and the client: as it is */
+        assert(policy_learned_threshold(64, &none, &none) == 64);
+        assert(policy_learned_threshold(64, &few, &few) == 64);
+        /* dense: most regions made were promoted */
+        assert(policy_learned_threshold(64, &dense, &none) == 8);
+        assert(policy_learned_threshold(64, &edge, &none) == 8);
+        assert(policy_learned_threshold(64, &dense2, &sparse) == 8);   /* the range's own counts first */
+        /* sparse (none promoted) or mixed (a quarter dense): never lowered */
+        assert(policy_learned_threshold(64, &sparse, &dense) == 64);
+        assert(policy_learned_threshold(64, &mixed, &none) == 64);
+        assert(policy_learned_threshold(64, &below, &none) == 64);
+        /* a range with few regions of its own goes by the client's */
+        assert(policy_learned_threshold(64, &few, &dense2) == 8);
+        assert(policy_learned_threshold(64, &none, &sparse) == 64);
+        /* small thresholds stay >= 1; counts at the top of their type do not overflow */
+        assert(policy_learned_threshold(4, &dense, &none) == 1);
+        assert(policy_learned_threshold(1, &dense, &none) == 1);
+        assert(policy_learned_threshold(512, &dense, &none) == 64);
+        assert(policy_learned_threshold(64, &top, &none) == 8);
+        assert(policy_learned_threshold(64, &topsparse, &none) == 64);
+
+        /* the counts: a region promoted at a learned threshold is left out,
+         * so sparse regions made meanwhile turn the learning off again */
+        struct policy_density d = { 0 };
+        for (int i = 0; i < 8; i++) {
+                policy_density_note(&d, POLICY_REGION_MADE);
+                policy_density_note(&d, POLICY_REGION_DENSE);
+        }
+        assert(d.made == 8 && d.promoted == 8 && policy_learned_threshold(64, &d, &none) == 8);
+        policy_density_note(&d, POLICY_REGION_MADE);
+        policy_density_note(&d, POLICY_REGION_LEARNED);
+        assert(d.made == 8 && d.promoted == 8);
+        for (int i = 0; i < 3; i++)
+                policy_density_note(&d, POLICY_REGION_MADE);    /* sparse ones */
+        assert(d.made == 11 && policy_learned_threshold(64, &d, &none) == 64);
+        policy_density_note(&d, POLICY_REGION_DENSE);
+        assert(d.promoted == 9);
+        struct policy_density z = { 0 };
+        policy_density_note(&z, POLICY_REGION_DENSE);           /* never more promoted than made */
+        policy_density_note(&z, POLICY_REGION_LEARNED);
+        assert(z.made == 0 && z.promoted == 0);
+}
+
 static void test_layers(void)
 {
         const struct policy on = { .threshold = 64, .max_window = 64, .dense_predict = true };
@@ -182,6 +231,7 @@ static void test_pressure(void)
 int main(void)
 {
         test_decisions();
+        test_learned();
         test_layers();
         test_budget();
         test_headroom();
