@@ -147,7 +147,7 @@ enum {
 /* Per client: client->backend[HP_RANGE_SHMEM], from its first shmem request on. */
 struct client_shmem {
         struct shm_file **held;
-        bool *registered;       /* per held file: it registered a mapping of it */
+        uint8_t *registered;    /* per held file: 1 it registered a mapping of it (2: seen, span_gone) */
         unsigned nheld, cap;
         uint64_t bytes;         /* lengths of the held files it asked for */
         /* the VMA of the last fault: valid until a register or an event */
@@ -293,7 +293,7 @@ static int hold(struct client_shmem *s, struct shm_file *f, bool registered)
                 if (!h)
                         return -ENOMEM;
                 s->held = h;
-                bool *r = realloc(s->registered, cap * sizeof(*r));
+                uint8_t *r = realloc(s->registered, cap * sizeof(*r));
                 if (!r)
                         return -ENOMEM;
                 s->registered = r;
@@ -554,6 +554,8 @@ static void collapse_done(struct work *w, void *data)
         struct shm_region *r = &j->f->regions[j->region];
 
         if (j->result == 0) {
+                if (c)
+                        log_debug("client %d: %#" PRIx64 " collapsed in place", c->pid, j->addr);
                 r->flags |= SR_HUGE;
                 if (s)
                         s->n[CNT_PROMOTIONS]++;
