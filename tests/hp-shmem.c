@@ -150,6 +150,10 @@ static int story(uint64_t size)
                 return 3;
         }
         printf("pid=%d\nsize=%lu\n", (int)getpid(), (unsigned long)size);
+        /* an unmap elsewhere (an event the daemon reads) changes nothing here */
+        void *other = mmap(NULL, 4 * HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (other != MAP_FAILED)
+                munmap(other, 4 * HUGE);
         for (uint64_t i = 0; i < half; i++)
                 if (sparse_page(i))
                         m[i * w] = pattern(i);

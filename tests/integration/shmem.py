@@ -129,6 +129,8 @@ def story(ctx, d):
                f"story: {regions} x 511 subpages released ({stats.get('shmem_subpages_punched')})")
     ctx.expect(stats.get("pages_populated", 0) == 0,
                f"story: nothing copied (pages_populated {stats.get('pages_populated', 0)})")
+    ctx.expect(not [l for l in d.lines_about(int(kv["pid"])) if "no reservation" in l],
+               "story: every fault got its reservation (an unmap elsewhere dropped nothing)")
     ctx.expect(stats.get("shmem_subpages_mapped", 0) > 0,
                f"story: subpages mapped by UFFDIO_CONTINUE ({stats.get('shmem_subpages_mapped')})")
 
