@@ -18,6 +18,7 @@
  *     reserved, not collapsed), prints step=written,
  *     waits for SIGUSR1 (the test kills the daemon meanwhile), then writes
  *     the second half and checks every page.
+ *   hp-shmem --touch SIZE  writes one page per region and checks them.
  *   hp-shmem --file PATH SIZE   MAP_SHARED of a real file: written through
  *     the mapping, read back with pread.
  *   hp-shmem --bad SOCKET  a client of its own (no shim): registers as
@@ -236,6 +237,26 @@ static int killed(uint64_t size)
         return 0;
 }
 
+static int touch(uint64_t size)
+{
+        uint64_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        uint64_t pages = size / PAGE, mismatches = 0;
+        const uint64_t w = PAGE / sizeof(uint64_t);
+
+        if (m == MAP_FAILED) {
+                printf("mmap_errno=%d\n", errno);
+                return 3;
+        }
+        printf("pid=%d\n", (int)getpid());
+        for (uint64_t i = 0; i < pages; i += 512)
+                m[i * w] = pattern(i);
+        for (uint64_t i = 0; i < pages; i += 512)
+                mismatches += m[i * w] != pattern(i);
+        print_state("touch", m, size);
+        printf("mismatches=%lu\n", (unsigned long)mismatches);
+        return 0;
+}
+
 static int real_file(const char *path, uint64_t size)
 {
         int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -344,10 +365,12 @@ int main(int argc, char **argv)
                 return story(parse_size(argv[1]));
         if (argc == 3 && strcmp(argv[1], "--kill") == 0)
                 return killed(parse_size(argv[2]));
+        if (argc == 3 && strcmp(argv[1], "--touch") == 0)
+                return touch(parse_size(argv[2]));
         if (argc == 4 && strcmp(argv[1], "--file") == 0)
                 return real_file(argv[2], parse_size(argv[3]));
         if (argc == 3 && strcmp(argv[1], "--bad") == 0)
                 return bad(argv[2]);
-        fprintf(stderr, "usage: hp-shmem [--kill] SIZE | --file PATH SIZE | --bad SOCKET\n");
+        fprintf(stderr, "usage: hp-shmem [--kill|--touch] SIZE | --file PATH SIZE | --bad SOCKET\n");
         return 2;
 }

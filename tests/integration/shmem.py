@@ -25,6 +25,10 @@ A program under hugepaged-run maps 64 MiB of anonymous shared memory:
   files (anonymous shared, a memfd, private) gets an error that says so, a
   misaligned one too, and the daemon goes on serving it: its own file and
   hugepaged_alloc_shared() work.
+- accounting: the pages the daemon reserves are charged to its own memory
+  cgroup, so in a cgroup of 256 MiB a request of 240 MiB (more than the
+  room less the margin) is refused (counted, --debug says why) and the
+  program gets ordinary shared memory, data intact; 64 MiB is granted.
 The tmpfs is never left mounted (it is detached as soon as it is open).
 """
 
@@ -191,6 +195,29 @@ def bad(ctx, d):
     ctx.expect(d.alive(), "bad: the daemon keeps serving")
 
 
+def cgroup_budget(ctx, d):
+    """The daemon's pages are charged to its own cgroup: a client gets no
+    more than the room its cgroup leaves."""
+    import headroom
+    limit = 256 * MiB
+    cg = headroom.Cgroup(limit, v2=False if os.path.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes") else True)
+    try:
+        big = hptest.run(cg.argv(under_shim(ctx, d, ["--touch", "240M"])), timeout=120)
+        ctx.expect(big.rc == 0 and big.kv.get("mismatches") == "0" and big.kv.get("map_name", "").startswith("/dev/zero"),
+                   f"cgroup: 240 MiB in a 256 MiB cgroup stays ordinary shared memory, data intact "
+                   f"({big.kv.get('map_name')}, rc {big.rc})" + ("" if big.rc == 0 else big.describe()))
+        ctx.expect("over the room of its memory cgroup" in big.err,
+                   "cgroup: --debug says the cgroup's room said no")
+        stats = d.client_stats(big.int("pid")) or {}
+        ctx.expect(stats.get("shmem_refused", 0) == 1, f"cgroup: the refusal is counted ({stats.get('shmem_refused')})")
+        small = hptest.run(cg.argv(under_shim(ctx, d, ["--touch", "64M"])), timeout=120)
+        ctx.expect(small.rc == 0 and small.kv.get("mismatches") == "0"
+                   and not small.kv.get("map_name", "/dev/zero").startswith("/dev/zero"),
+                   f"cgroup: 64 MiB in the same cgroup is the daemon's file ({small.kv.get('map_name')})")
+    finally:
+        cg.close()
+
+
 def test(ctx):
     program(ctx)
     d = ctx.daemon()
@@ -199,6 +226,7 @@ def test(ctx):
     story(ctx, d)
     real_file(ctx, d)
     bad(ctx, d)
+    cgroup_budget(ctx, d)
     ctx.expect(d.stop() == 0, "the daemon exits 0")
     killed(ctx)
     with open("/proc/mounts") as f:
