@@ -16,7 +16,7 @@
  * call anything that may mmap inside an interposed call, recurse into itself,
  * print anything except, with HUGEPAGED_DEBUG, one line at start (and one in
  * a forked child), one if the connection is lost later and one per hugetlb
- * request refused, send a
+ * or shared file request refused, send a
  * request from a forked child on the parent's connection (it would register
  * in the parent's mm), or cost a system call per mmap once it is unmanaged.
  */

@@ -362,7 +362,9 @@ static int reserve_region(struct shmem *sh, struct client_shmem *s, struct shm_f
 {
         uint64_t off = (uint64_t)ri << REGION_SHIFT;
 
-        if (fallocate(f->fd, 0, (off_t)off, HP_REGION_SIZE) < 0)
+        /* KEEP_SIZE: a file the client truncated stays as short (its
+         * faults past the end fail open, and the kernel says SIGBUS) */
+        if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, HP_REGION_SIZE) < 0)
                 return -errno;
         f->regions[ri].flags |= SR_RESERVED;
         s->n[CNT_RESERVATIONS]++;
@@ -501,7 +503,8 @@ static void shmem_fault(struct client *c, struct range *rg, uint64_t addr, uint6
         e = uffd_continue(c, page, HP_PAGE_SIZE, true);
         if (e == -EFAULT) {
                 /* released since (or truncated by the client): a page of its own */
-                if (fallocate(f->fd, 0, (off_t)(off & ~(HP_PAGE_SIZE - 1)), HP_PAGE_SIZE) == 0)
+                off_t at = (off_t)(off & ~(HP_PAGE_SIZE - 1));
+                if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, at, HP_PAGE_SIZE) == 0)
                         e = uffd_continue(c, page, HP_PAGE_SIZE, true);
                 if (e == -EFAULT) {
                         fail_open(c, rg, page, "no page in the file", e);
@@ -902,8 +905,8 @@ static int shmem_start(struct manager *m)
                 return 0;
         sh->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
         if (sh->pagemap_fd < 0)
-                log_full_errno(LOG_NOTICE, errno, "shmem: /proc/self/pagemap: %m: reservations without a 2 MiB page are not "
-                                 "counted");
+                log_full_errno(LOG_NOTICE, errno, "shmem: /proc/self/pagemap: %m: reservations without a "
+                               "2 MiB page are not counted");
         sh->scratch = mmap(NULL, HP_REGION_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (sh->scratch == MAP_FAILED)
                 sh->scratch = NULL;
