@@ -18,7 +18,8 @@
  *     reserved, not collapsed), prints step=written,
  *     waits for SIGUSR1 (the test kills the daemon meanwhile), then writes
  *     the second half and checks every page.
- *   hp-shmem --touch SIZE  writes one page per region and checks them.
+ *   hp-shmem --touch SIZE  writes one page per region and checks them, then
+ *     makes the mapping executable (exec_ok=).
  *   hp-shmem --file PATH SIZE   MAP_SHARED of a real file: written through
  *     the mapping, read back with pread.
  *   hp-shmem --bad SOCKET  a client of its own (no shim): registers as
@@ -253,7 +254,9 @@ static int touch(uint64_t size)
         for (uint64_t i = 0; i < pages; i += 512)
                 mismatches += m[i * w] != pattern(i);
         print_state("touch", m, size);
-        printf("mismatches=%lu\n", (unsigned long)mismatches);
+        /* what anonymous shared memory allows, its stand-in must too */
+        printf("mismatches=%lu\nexec_ok=%d\n", (unsigned long)mismatches,
+               mprotect(m, size, PROT_READ | PROT_EXEC) == 0);
         return 0;
 }
 

@@ -42,7 +42,9 @@ int shmem_fs_open(const char *dir, uint64_t size, char *why, size_t whylen)
         }
         snprintf(opts, sizeof(opts), "huge=always,size=%" PRIu64 ",nr_inodes=%d,mode=0700,uid=%u,gid=%u", size,
                  SHMEM_FS_INODES, (unsigned)getuid(), (unsigned)getgid());
-        if (mount("hugepaged-shmem", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0) {
+        /* exec allowed: mprotect(PROT_EXEC) works on anonymous shared
+         * memory, and must on its stand-in (the files are 0600, unlinked) */
+        if (mount("hugepaged-shmem", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
                 r = -errno;
                 snprintf(why, whylen, "cannot mount a tmpfs (%s) at %s: %m", opts, path);
                 (void)rmdir(path);

@@ -214,6 +214,7 @@ def cgroup_budget(ctx, d):
         ctx.expect(small.rc == 0 and small.kv.get("mismatches") == "0"
                    and not small.kv.get("map_name", "/dev/zero").startswith("/dev/zero"),
                    f"cgroup: 64 MiB in the same cgroup is the daemon's file ({small.kv.get('map_name')})")
+        ctx.expect(small.kv.get("exec_ok") == "1", "cgroup: it can be made executable, as anonymous shared memory can")
     finally:
         cg.close()
 
