@@ -34,7 +34,7 @@ import time
 GiB = 1 << 30
 MiB = 1 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S12", "F1"]
+CASES = ["S1", "S1r", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S12", "S14", "F1"]
 
 # Sizes and durations per preset. full: BENCH.md's sizes (<= 15 min on 2
 # cores); quick: scaled down (<= 3 min); smoke: tiny, for the test suite only
@@ -766,6 +766,31 @@ class Bench:
         self.row("S8", "hugetlb populate (whole mapping)", {"kernel hugetlb": km}, hm, div(hm, km), "kernel", "-",
                  None, "ms", note="both bound by memory write bandwidth (2 MiB cleared or copied per page)")
 
+    def case_s14(self, d):
+        """Shared memory and the shmem backend. The kernel's 4 KiB fault in
+        anonymous shared memory (shmem_enabled=never here) vs a fault the
+        daemon serves with UFFDIO_CONTINUE from the region's reservation; and,
+        in the hugepaged run, MADV_COLLAPSE of regions with 63 pages written:
+        in place in the daemon's file vs the same in private anonymous memory
+        (a new huge page, the pages copied), same run."""
+        size = self.p.get("shmem", 16 * self.p["lat_size"])
+        m = self.runs("S14", ["plain", "hugepaged"], ["shmem", size_arg(size)], daemon=d)
+        kn, hp = m["plain"], m["hugepaged"]
+        managed = (hp.get("collapse_shared_ok") or 0) > 0
+        k, h = kn.get("shfault_p50_ns"), hp.get("shfault_p50_ns")
+        self.row("S14", "shmem 4 KiB fault p50", {"kernel shmem": scale(k, 1e-3)}, scale(h, 1e-3), div(h, k),
+                 "kernel", "-", None, "us",
+                 note="not managed" if not managed else
+                 f"a UFFDIO_CONTINUE round trip, no copy; p99 {(hp.get('shfault_p99_ns') or 0) / 1000:.0f} us "
+                 f"(a region's first fault reserves its 2 MiB) vs kernel "
+                 f"{(kn.get('shfault_p99_ns') or 0) / 1000:.0f} us")
+        a, s = hp.get("collapse_anon_p50_ns"), hp.get("collapse_shared_p50_ns")
+        self.row("S14", "in-place collapse vs anon collapse p50", {"anon collapse": scale(a, 1e-3)},
+                 scale(s, 1e-3), div(a, s), "anon / in-place", ">= 5x faster",
+                 check(lambda: a / s >= 5) if managed else None, "us",
+                 note=f"{hp.get('collapse_shared_ok', 0)} of 32 shared regions collapsed in place; without the "
+                      f"daemon MADV_COLLAPSE of shared memory fails (errno {kn.get('collapse_shared_errno')})")
+
     def case_s9(self, d):
         n = self.p["scale_clients"]
         one_name, many_name = "1 client", f"{n} clients"
@@ -1076,7 +1101,7 @@ class Bench:
                     "S3": lambda d: self.case_dense("S3", "dense-rand", d),
                     "S4": self.case_s4, "S5": self.case_s5, "S6": self.case_s6, "S7": self.case_s7,
                     "S8": self.case_s8, "S9": self.case_s9, "S10": self.case_s10,
-                    "S12": self.case_s12, "F1": self.case_f1}
+                    "S12": self.case_s12, "S14": self.case_s14, "F1": self.case_f1}
         self.timing = {}
         for c in cases:
             log(f"{c}:")

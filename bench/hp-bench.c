@@ -1026,6 +1026,87 @@ static int cmd_latency(size_t len_per_thread)
         return 0;
 }
 
+/* ---- shmem (S14) ---------------------------------------------------------- */
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+/*
+ * Anonymous shared memory. One write fault every 16th page of `len` (32 per
+ * region, under hugepaged's default threshold of 64) is timed: the kernel's
+ * 4 KiB shmem fault, or under hugepaged-run a UFFDIO_CONTINUE from the
+ * region's reservation in the daemon's file (a region's first fault also
+ * makes the reservation). Then, for 32 regions of a shared mapping and of a
+ * private anonymous one (MAP_STACK keeps the shim off it), 63 pages of each
+ * region are written (under the threshold: the daemon leaves them) and
+ * MADV_COLLAPSE on the region is timed: in place in the daemon's file, a
+ * copy into a new huge page for the anonymous memory (and EINVAL for
+ * shared memory the kernel owns while shmem_enabled is never).
+ */
+static int cmd_shmem(size_t len)
+{
+        size_t n = len / PAGE / 16, k = 0;
+        uint64_t *lat = calloc(n ? n : 1, sizeof(*lat));
+        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+        if (!lat || p == MAP_FAILED)
+                die("shmem: mmap %zu: %s", len, strerror(errno));
+        print_header("shmem", p, len);
+        for (uint64_t pg = 0; pg < len / PAGE; pg += 16) {
+                uint64_t t0 = now_ns();
+                touch(p, pg);
+                lat[k++] = now_ns() - t0;
+        }
+        uint64_t bad = 0;
+        for (uint64_t pg = 0; pg < len / PAGE; pg += 16)
+                bad += check_touched(p, pg);
+        print_latency("shfault_", lat, k);
+        munmap(p, len);
+
+        const size_t regions = 32, clen = regions * REGION;
+        char *sh = mmap(NULL, clen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        char *raw = mmap(NULL, clen + REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (sh == MAP_FAILED || raw == MAP_FAILED)
+                die("shmem: mmap: %s", strerror(errno));
+        char *an = (char *)(((uintptr_t)raw + REGION - 1) & ~(uintptr_t)(REGION - 1));
+        advise(an, clen, MADV_NOHUGEPAGE);      /* the kernel must not make it huge at the faults */
+        uint64_t *cs = calloc(regions, sizeof(*cs)), *ca = calloc(regions, sizeof(*ca));
+        size_t ns = 0, na = 0;
+        int es = 0, ea = 0;
+        for (size_t r = 0; r < regions; r++)
+                for (uint64_t pg = 0; pg < 63; pg++) {
+                        touch(sh, r * REGION_PAGES + pg * 8);
+                        touch(an, r * REGION_PAGES + pg * 8);
+                }
+        advise(an, clen, MADV_HUGEPAGE);
+        for (size_t r = 0; r < regions; r++) {
+                uint64_t t0 = now_ns();
+                if (madvise(sh + r * REGION, REGION, MADV_COLLAPSE) == 0)
+                        cs[ns++] = now_ns() - t0;
+                else
+                        es = errno;
+                t0 = now_ns();
+                if (madvise(an + r * REGION, REGION, MADV_COLLAPSE) == 0)
+                        ca[na++] = now_ns() - t0;
+                else
+                        ea = errno;
+        }
+        for (size_t r = 0; r < regions; r++)
+                for (uint64_t pg = 0; pg < 63; pg++) {
+                        bad += check_touched(sh, r * REGION_PAGES + pg * 8);
+                        bad += check_touched(an, r * REGION_PAGES + pg * 8);
+                }
+        printf("collapse_shared_ok=%zu\ncollapse_shared_errno=%d\ncollapse_anon_ok=%zu\ncollapse_anon_errno=%d\n",
+               ns, es, na, ea);
+        if (ns)
+                print_latency("collapse_shared_", cs, ns);
+        if (na)
+                print_latency("collapse_anon_", ca, na);
+        printf("mismatches=%" PRIu64 "\n", bad);
+        return bad ? 1 : 0;
+}
+
 /* ---- S8 hugetlb ------------------------------------------------------------ */
 
 static int cmd_hugetlb(size_t len)
@@ -1345,5 +1426,7 @@ int main(int argc, char **argv)
                 return cmd_latency_child(len, atoi(a2), atoi(a3));
         if (!strcmp(cmd, "hugetlb"))
                 return cmd_hugetlb(len);
+        if (!strcmp(cmd, "shmem"))
+                return cmd_shmem(len);
         die("unknown command '%s' (try --help)", cmd);
 }

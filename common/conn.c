@@ -415,12 +415,15 @@ bool hp_conn_alive(struct hp_conn *c)
         return true;
 }
 
-int hp_conn_call(struct hp_conn *c, enum hp_msg_type type, void *req, size_t len,
-                 void *reply_buf, enum hp_msg_type expect)
+/* hp_conn_call(), and the fd the reply carries (-1 if none) in *ret_fd. */
+static int conn_call(struct hp_conn *c, enum hp_msg_type type, void *req, size_t len, void *reply_buf,
+                     enum hp_msg_type expect, int *ret_fd)
 {
         union hp_msg_buf *buf = reply_buf;
         int r;
 
+        if (ret_fd)
+                *ret_fd = -1;
         if (!hp_conn_alive(c))
                 return -ENOTCONN;
         c->error[0] = '\0';
@@ -428,17 +431,26 @@ int hp_conn_call(struct hp_conn *c, enum hp_msg_type type, void *req, size_t len
         r = conn_send(c, req, type, len, -1);
         if (r < 0)
                 return conn_fail(c, r);
-        r = conn_recv(c, buf, NULL);
+        r = conn_recv(c, buf, ret_fd);
         if (r < 0)
                 return conn_fail(c, r);
 
-        if (r == HP_MSG_ERROR)
+        if (r == HP_MSG_ERROR || (r == HP_MSG_REPLY && (expect == HP_MSG_REPLY || buf->hdr.status < 0))) {
+                if (ret_fd && buf->hdr.status < 0)
+                        *ret_fd = safe_close(*ret_fd);
                 return buf->hdr.status;
-        if (r == HP_MSG_REPLY && (expect == HP_MSG_REPLY || buf->hdr.status < 0))
-                return buf->hdr.status;
+        }
         if (r == (int)expect)
                 return 0;
+        if (ret_fd)
+                *ret_fd = safe_close(*ret_fd);
         return conn_fail(c, -EPROTO);
+}
+
+int hp_conn_call(struct hp_conn *c, enum hp_msg_type type, void *req, size_t len,
+                 void *reply_buf, enum hp_msg_type expect)
+{
+        return conn_call(c, type, req, len, reply_buf, expect, NULL);
 }
 
 static int conn_range(struct hp_conn *c, enum hp_msg_type type, uint64_t addr, uint64_t length,
@@ -471,6 +483,26 @@ int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages, uint32_t flags)
         union hp_msg_buf buf;
 
         return hp_conn_call(c, HP_MSG_HUGETLB_RESERVE, &req, sizeof(req), &buf, HP_MSG_REPLY);
+}
+
+int hp_conn_shmem_create(struct hp_conn *c, uint64_t length, int *ret_fd)
+{
+        struct hp_shmem_req req = { .length = length };
+        union hp_msg_buf buf;
+        int fd = -1, r;
+
+        r = conn_call(c, HP_MSG_SHMEM_CREATE, &req, sizeof(req), &buf, HP_MSG_REPLY, &fd);
+        if (r < 0)
+                return r;
+        if (fd < 0)
+                return conn_fail(c, -EPROTO);
+        *ret_fd = fd;
+        return 0;
+}
+
+int hp_conn_register_shmem(struct hp_conn *c, uint64_t addr, uint64_t length, uint32_t threshold)
+{
+        return conn_range(c, HP_MSG_REGISTER, addr, length, threshold, HP_RANGE_SHMEM);
 }
 
 int hp_conn_unregister(struct hp_conn *c, uint64_t addr, uint64_t length)

@@ -124,6 +124,11 @@ int hp_conn_register_hugetlb(struct hp_conn *c, uint64_t addr, uint64_t length);
 /* Have `pages` free 2 MiB huge pages in the pool for the next MAP_HUGETLB
  * mmap (0: that mmap failed, drop the request). c->error says why not. */
 int hp_conn_hugetlb_reserve(struct hp_conn *c, uint64_t pages, uint32_t flags);
+/* A new shared file of `length` bytes on the daemon's huge tmpfs: its fd
+ * (close-on-exec) in *ret_fd, ours to close. c->error says why not. */
+int hp_conn_shmem_create(struct hp_conn *c, uint64_t length, int *ret_fd);
+/* A MAP_SHARED mapping of such a file, from a 2 MiB-aligned address. */
+int hp_conn_register_shmem(struct hp_conn *c, uint64_t addr, uint64_t length, uint32_t threshold);
 int hp_conn_set_policy(struct hp_conn *c, uint32_t threshold, uint32_t flags);
 /* Wait until no promotion is in flight in the range (its VMAs are whole). */
 int hp_conn_sync(struct hp_conn *c, uint64_t addr, uint64_t length);

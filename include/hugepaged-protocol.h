@@ -7,8 +7,9 @@
  * (both ends are on the same machine). Every message starts with a fixed
  * header; `length` is the whole packet including the header. Requests carry a
  * client-chosen `seq`; the reply echoes it. File descriptors travel as
- * SCM_RIGHTS on HP_MSG_HELLO_REPLY (the /dev/userfaultfd fd) and HP_MSG_UFFD
- * (the client's new uffd). Unknown types and bad lengths get HP_MSG_ERROR.
+ * SCM_RIGHTS on HP_MSG_HELLO_REPLY (the /dev/userfaultfd fd), HP_MSG_UFFD
+ * (the client's new uffd) and the REPLY to HP_MSG_SHMEM_CREATE (the file).
+ * Unknown types and bad lengths get HP_MSG_ERROR.
  *
  * Handshake:
  *   client: HELLO                 -> daemon checks SO_PEERCRED, opens a pidfd
@@ -55,6 +56,10 @@ enum hp_msg_type {
                                  * the child still has private anonymous memory.
                                  * REPLY (status 0), or ERROR if the parent is
                                  * no client */
+        HP_MSG_SHMEM_CREATE,    /* c->d: struct hp_shmem_req; REPLY + fd: a new
+                                 * unlinked file of `length` bytes on the
+                                 * daemon's huge tmpfs, to map MAP_SHARED and
+                                 * register as HP_RANGE_SHMEM; else ERROR */
         _HP_MSG_MAX,
 };
 
@@ -84,7 +89,10 @@ struct hp_hello_reply {
 #define HP_RANGE_ANON    0u     /* private anonymous memory */
 #define HP_RANGE_HUGETLB 1u     /* private anonymous MAP_HUGETLB memory, 2 MiB pages:
                                  * addr and length 2 MiB aligned, threshold 0 */
-#define HP_RANGE_KINDS   2u     /* kinds of memory: HP_RANGE_* < HP_RANGE_KINDS */
+#define HP_RANGE_SHMEM   2u     /* a MAP_SHARED mapping of a file the daemon made
+                                 * (HP_MSG_SHMEM_CREATE) for this client or a
+                                 * client of its uid: addr 2 MiB aligned */
+#define HP_RANGE_KINDS   3u     /* kinds of memory: HP_RANGE_* < HP_RANGE_KINDS */
 
 struct hp_range_req {
         struct hp_header hdr;
@@ -115,6 +123,23 @@ struct hp_hugetlb_req {
 #define HP_HUGETLB_FLAGS_ALL HP_HUGETLB_SHARED
 
 #define HP_HUGETLB_PAGES_MAX (1ull << 24)       /* 32 TiB of 2 MiB pages */
+
+/*
+ * Ask for a shared file of `length` bytes (HP_MSG_SHMEM_CREATE). The reply
+ * carries its fd; its size is `length` rounded up to 2 MiB. The daemon
+ * keeps its own fd while a client holds the file (it fills and releases its
+ * 2 MiB reservations) and charges `length` to the client until it is gone.
+ * Errors: -EDQUOT (the client's budget or its cgroup's room), -ENOSPC (the
+ * daemon's tmpfs is full), -EOPNOTSUPP (the shmem backend is off).
+ */
+struct hp_shmem_req {
+        struct hp_header hdr;
+        uint64_t length;        /* 1..HP_SHMEM_LENGTH_MAX */
+        uint32_t flags;         /* must be 0 */
+        uint32_t reserved;      /* must be 0 */
+};
+
+#define HP_SHMEM_LENGTH_MAX (1ull << 45)        /* 32 TiB */
 
 struct hp_policy {
         struct hp_header hdr;
@@ -188,6 +213,7 @@ static inline size_t hp_msg_size(uint16_t type)
         case HP_MSG_SYNC:        return sizeof(struct hp_range_req);
         case HP_MSG_HUGETLB_RESERVE: return sizeof(struct hp_hugetlb_req);
         case HP_MSG_INHERIT:     return sizeof(struct hp_header);
+        case HP_MSG_SHMEM_CREATE: return sizeof(struct hp_shmem_req);
         default:                 return 0;
         }
 }
@@ -254,6 +280,17 @@ static inline int hp_hugetlb_range_check(uint64_t addr, uint64_t length, uint32_
         return 0;
 }
 
+/* The fields of a shared file request: 0, -EINVAL (flags or reserved set)
+ * or -ERANGE (length 0 or above HP_SHMEM_LENGTH_MAX). */
+static inline int hp_shmem_req_check(uint64_t length, uint32_t flags, uint32_t reserved)
+{
+        if (flags != 0 || reserved != 0)
+                return -EINVAL;
+        if (length == 0 || length > HP_SHMEM_LENGTH_MAX)
+                return -ERANGE;
+        return 0;
+}
+
 /* What each kind of range asks of addr, length and threshold beyond
  * hp_range_check: 0, -EOPNOTSUPP (no such kind) or -EINVAL. */
 static inline int hp_range_kind_check(uint32_t kind, uint64_t addr, uint64_t length, uint32_t threshold)
@@ -263,6 +300,9 @@ static inline int hp_range_kind_check(uint32_t kind, uint64_t addr, uint64_t len
                 return 0;
         case HP_RANGE_HUGETLB:
                 return hp_hugetlb_range_check(addr, length, threshold);
+        case HP_RANGE_SHMEM:
+                /* its 2 MiB regions are the file's: the mapping starts on one */
+                return (addr & (HP_REGION_SIZE - 1)) ? -EINVAL : 0;
         default:
                 return -EOPNOTSUPP;
         }

@@ -95,8 +95,25 @@ int hugepaged_get_stats(struct hugepaged *h, struct hugepaged_stats *ret);
  */
 void *hugepaged_alloc(struct hugepaged *h, size_t length, int strict);
 
-/* Unmap memory from hugepaged_alloc() (length as passed to it). */
+/* Unmap memory from hugepaged_alloc() or hugepaged_alloc_shared() (length
+ * as passed to it). */
 int hugepaged_free(struct hugepaged *h, void *addr, size_t length);
+
+/*
+ * Shared memory that other processes can map too (a VMM's guest RAM, say):
+ * a file of length bytes (rounded up to 2 MiB) on the daemon's huge tmpfs,
+ * mapped MAP_SHARED read-write at a 2 MiB-aligned address and registered.
+ * It reads zero; a 2 MiB region gets a huge page reserved at its first
+ * fault, its touched 4 KiB pages are mapped from it without a copy, and it
+ * is mapped whole, in place, once it holds the threshold. If ret_fd is not
+ * NULL it gets the file's fd (close-on-exec, the caller's to close): a
+ * process that maps it shares the memory (hugepaged does not serve its
+ * faults; the kernel does, from the same pages). The memory goes when the
+ * last mapping and fd go. Returns NULL with errno set: ENOTCONN (no
+ * daemon), EOPNOTSUPP (the daemon's shmem backend is off), EDQUOT or ENOSPC
+ * (a budget: hugepaged_error() says which), or mmap(2)'s errors.
+ */
+void *hugepaged_alloc_shared(struct hugepaged *h, size_t length, int *ret_fd);
 
 #ifdef __cplusplus
 }

@@ -201,6 +201,53 @@ _public_ void *hugepaged_alloc(struct hugepaged *h, size_t length, int strict)
         return p;
 }
 
+_public_ void *hugepaged_alloc_shared(struct hugepaged *h, size_t length, int *ret_fd)
+{
+        size_t len;
+        int fd = -1, r;
+        void *p;
+
+        if (ret_fd)
+                *ret_fd = -1;
+        if (length == 0 || !h) {
+                errno = length == 0 ? EINVAL : ENOTCONN;
+                return NULL;
+        }
+        if (length > SIZE_MAX / 4) {
+                errno = ENOMEM;
+                return NULL;
+        }
+        len = hp_round_up(length, HP_REGION_SIZE);
+        pthread_mutex_lock(&h->lock);
+        r = hp_conn_shmem_create(&h->conn, len, &fd);
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0) {
+                errno = -r;
+                return NULL;
+        }
+        p = hp_mmap_file_aligned(len, PROT_READ | PROT_WRITE, 0, fd);
+        if (p == MAP_FAILED) {
+                r = errno;
+                close(fd);
+                errno = r;
+                return NULL;
+        }
+        pthread_mutex_lock(&h->lock);
+        r = hp_conn_register_shmem(&h->conn, (uintptr_t)p, len, 0);
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0) {
+                raw_munmap(p, len);
+                close(fd);
+                errno = -r;
+                return NULL;
+        }
+        if (ret_fd)
+                *ret_fd = fd;
+        else
+                close(fd);
+        return p;
+}
+
 _public_ int hugepaged_free(struct hugepaged *h, void *addr, size_t length)
 {
         int saved_errno = errno, r = 0;

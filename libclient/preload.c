@@ -7,14 +7,16 @@
  * the interposed mmap/mmap64/munmap/mremap, 2 MiB alignment of the mappings
  * it manages, the mapping of malloc.c's blocks (shim.h), and the hugetlb
  * backend: the pool request before a MAP_HUGETLB mmap and its registration,
- * and before a shared one (MAP_SHARED|MAP_HUGETLB, shmget SHM_HUGETLB).
+ * and before a shared one (MAP_SHARED|MAP_HUGETLB, shmget SHM_HUGETLB), and
+ * the shmem backend: anonymous shared memory made a mapping of a file of
+ * the daemon's.
  *
  * Must never: change what a call returns or how it fails unless it can keep
  * the promise (any doubt: behave exactly like libc's wrapper), allocate or
  * call anything that may mmap inside an interposed call, recurse into itself,
  * print anything except, with HUGEPAGED_DEBUG, one line at start (and one in
  * a forked child), one if the connection is lost later and one per hugetlb
- * request refused, send a
+ * or shared file request refused, send a
  * request from a forked child on the parent's connection (it would register
  * in the parent's mm), or cost a system call per mmap once it is unmanaged.
  */
@@ -225,6 +227,63 @@ static void *shim_mmap_hugetlb_shared(void *addr, size_t len, int prot, int flag
                 errno = e;
                 return p;
         }
+        errno = saved_errno;
+        return p;
+}
+
+/*
+ * The shmem backend: a program's anonymous shared memory
+ * (MAP_SHARED|MAP_ANONYMOUS, no MAP_HUGETLB, the kernel's choice of place)
+ * becomes a 2 MiB-aligned mapping of a file the daemon made on its huge
+ * tmpfs, registered so that the daemon reserves a huge page per region and
+ * maps it in place once dense. The same memory to the program: zero-filled,
+ * shared with forked children, gone with the last mapping (our fd is closed
+ * at once). Anything refused or failed: MAP_FAILED with errno untouched,
+ * and the caller maps what the program asked for.
+ */
+static bool shim_wants_shared_mmap(void *addr, size_t len, int flags, int fd, off_t off)
+{
+        return !addr && fd == -1 && off == 0 && (flags & MAP_TYPE) == MAP_SHARED && (flags & MAP_ANONYMOUS) &&
+               !(flags & SHIM_MAP_EXCLUDED) && len >= shim_min_size && len <= SIZE_MAX / 4;
+}
+
+static void *shim_mmap_shared(size_t len, int prot, int flags)
+{
+        int saved_errno = errno, fd = -1, r = -ENOTCONN;
+        size_t plen = hp_round_up(len, HP_PAGE_SIZE);
+        void *p = MAP_FAILED;
+
+        pthread_mutex_lock(&shim_lock);
+        if (shim_is_managed()) {
+                r = hp_conn_shmem_create(&shim_conn, plen, &fd);
+                if (r < 0 && hp_conn_is_open(&shim_conn) && shim_debug_on)
+                        shim_debug("shared memory of %zu bytes stays ordinary: %s", plen,
+                                   shim_conn.error[0] ? shim_conn.error : strerror(-r));
+                if (!hp_conn_is_open(&shim_conn))
+                        shim_connection_lost();
+        }
+        pthread_mutex_unlock(&shim_lock);
+        if (r < 0)
+                goto out;
+
+        /* MAP_ANONYMOUS off, the rest (MAP_NORESERVE, ...) as asked */
+        p = hp_mmap_file_aligned(plen, prot, flags & ~(MAP_TYPE | MAP_ANONYMOUS), fd);
+        close(fd);
+        if (p == MAP_FAILED)
+                goto out;
+        r = -ENOTCONN;
+        pthread_mutex_lock(&shim_lock);
+        if (shim_is_managed()) {
+                r = hp_conn_register_shmem(&shim_conn, (uintptr_t)p, plen, shim_threshold);
+                if (!hp_conn_is_open(&shim_conn))
+                        shim_connection_lost();
+        }
+        pthread_mutex_unlock(&shim_lock);
+        if (r < 0) {
+                raw_munmap(p, plen);
+                p = MAP_FAILED;
+        }
+out:
         errno = saved_errno;
         return p;
 }
@@ -453,6 +512,12 @@ _public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
                 p = shim_mmap_hugetlb_shared(addr, len, prot, flags);
                 shim_inside = false;
                 return p;
+        }
+        if (shim_wants_shared_mmap(addr, len, flags, fd, off)) {
+                shim_inside = true;
+                p = shim_mmap_shared(len, prot, flags);
+                shim_inside = false;
+                return p != MAP_FAILED ? p : raw_mmap(addr, len, prot, flags, fd, off);
         }
         if (!shim_wants_mmap(len, flags, fd, off))
                 return raw_mmap(addr, len, prot, flags, fd, off);

@@ -93,4 +93,25 @@ static inline void *hp_mmap_aligned(size_t len, int prot, int flags)
         return hp_mmap_aligned_to(len, HP_REGION_SIZE, prot, flags);
 }
 
+/*
+ * Map len bytes (page aligned) of the file fd MAP_SHARED from offset 0 at a
+ * 2 MiB-aligned address: reserve the place, then map the file over it.
+ * MAP_FAILED with errno set, and nothing left mapped.
+ */
+static inline void *hp_mmap_file_aligned(size_t len, int prot, int flags, int fd)
+{
+        void *res = hp_mmap_aligned(len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+        void *p;
+
+        if (res == MAP_FAILED)
+                return MAP_FAILED;
+        p = raw_mmap(res, len, prot, flags | MAP_SHARED | MAP_FIXED, fd, 0);
+        if (p == MAP_FAILED) {
+                int e = errno;
+                raw_munmap(res, len);
+                errno = e;
+        }
+        return p;
+}
+
 #endif

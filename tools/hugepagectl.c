@@ -513,6 +513,11 @@ static int cmd_status(sd_bus *bus)
                prop_u(&p, "HugetlbPages"), fmt_bytes(prop_u(&p, "HugetlbPages") << 21, a, sizeof(a)),
                prop_u(&p, "HugetlbFaults"), prop_u(&p, "HugetlbPrefilled"), prop_u(&p, "HugetlbPoolBase"),
                prop_u(&p, "HugetlbPoolAdded"), prop_u(&p, "HugetlbBudget"));
+        printf("       Shmem: %s of shared files, %" PRIu64 " reservations (%" PRIu64 " without a huge page), %"
+               PRIu64 " subpages mapped, %" PRIu64 " promoted in place, %" PRIu64 " subpages punched, %" PRIu64
+               " refused\n", fmt_bytes(prop_u(&p, "ShmemBytes"), a, sizeof(a)), prop_u(&p, "ShmemReservations"),
+               prop_u(&p, "ShmemReservationsNoHuge"), prop_u(&p, "ShmemSubpagesMapped"),
+               prop_u(&p, "ShmemPromotions"), prop_u(&p, "ShmemSubpagesPunched"), prop_u(&p, "ShmemRefused"));
         print_kernel(&p, "      Kernel: ");
         uint64_t level = prop_u(&p, "PressureLevel");
         printf("    Pressure: %s (%" PRIu64 " rises, %" PRIu64 " PSI triggers, MemAvailable %s), %s given back; "
@@ -744,6 +749,20 @@ static const struct metric metrics[] = {
           "Size of the hugetlb pool when the daemon started." },
         { "HugetlbBudget", "hugetlb_budget_bytes", METRIC_GAUGE, UNIT_HUGE_PAGES, false,
           "How much the daemon may add to the hugetlb pool (HugetlbMaxSize=)." },
+        { "ShmemBytes", "shmem_bytes", METRIC_GAUGE, UNIT_ONE, true,
+          "Shared files the daemon holds (per client: those it asked for)." },
+        { "ShmemReservations", "shmem_reservations_total", METRIC_COUNTER, UNIT_ONE, true,
+          "2 MiB regions reserved in a shared file at their first fault." },
+        { "ShmemReservationsNoHuge", "shmem_reservations_nohuge_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Shared reservations that got small pages instead of a huge page." },
+        { "ShmemSubpagesMapped", "shmem_subpages_mapped_bytes_total", METRIC_COUNTER, UNIT_PAGES, true,
+          "Shared memory mapped 4 KiB at a time from its reservation (no copy)." },
+        { "ShmemPromotions", "shmem_promotions_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Shared regions collapsed in place." },
+        { "ShmemSubpagesPunched", "shmem_punched_bytes_total", METRIC_COUNTER, UNIT_PAGES, true,
+          "Untouched shared memory given back under pressure." },
+        { "ShmemRefused", "shmem_refused_total", METRIC_COUNTER, UNIT_ONE, true,
+          "Shared file requests refused for a budget." },
         { "Tracing", "tracing", METRIC_GAUGE, UNIT_ONE, false, "1 if the eBPF tracer runs, else 0." },
         { "KernelFaults", "kernel_faults_total", METRIC_COUNTER, UNIT_ONE, true,
           "Faults that slept in handle_userfault (eBPF)." },

@@ -151,6 +151,13 @@ static void send_error(struct client *c, const struct hp_header *req, int status
         (void)client_send(c, &e, sizeof(e), -1);
 }
 
+void client_reply_fd(struct client *c, uint32_t seq, int fd)
+{
+        struct hp_header h;
+        hp_header_init(&h, HP_MSG_REPLY, sizeof(h), seq, 0);
+        (void)client_send(c, &h, sizeof(h), fd);
+}
+
 void client_reply(struct client *c, uint32_t seq, int status, const char *text)
 {
         struct hp_header req = { .seq = seq };
@@ -430,7 +437,9 @@ static int handle_uffd(struct client *c, const struct hp_header *h, int fd)
         struct uffdio_api api = {
                 .api = UFFD_API,
                 .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
-                            UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID,
+                            UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID |
+                            /* MINOR faults in shmem (the shmem backend) */
+                            UFFD_FEATURE_MINOR_SHMEM,
         };
         if (ioctl(fd, UFFDIO_API, &api) < 0) {
                 r = -errno;

@@ -131,6 +131,9 @@ void client_stats(struct client *c, struct hp_stats *ret);
 void client_totals(struct manager *m, struct counters *ret);
 /* Answer request seq: REPLY with status, or ERROR with text when status < 0. */
 void client_reply(struct client *c, uint32_t seq, int status, const char *text);
+/* Answer request seq with a REPLY (status 0) carrying fd (SCM_RIGHTS; the
+ * caller keeps its own fd). */
+void client_reply_fd(struct client *c, uint32_t seq, int fd);
 /* Register [rg->start, rg->end) with the client's uffd in `mode`
  * (UFFDIO_REGISTER_MODE_*), needing the ioctls in `ioctls` (a mask of
  * 1 << _UFFDIO_*), and record it: 0, or -errno with why set and nothing

@@ -374,6 +374,7 @@ int main(int argc, char **argv)
                 return 1;
 
         pressure_open(&m);      /* a PSI trigger needs root to arm */
+        backends_prepare(&m);   /* e.g. the shmem backend's tmpfs mount */
 
         /* Everything that needs root is done: keep only what serving clients
          * needs (privs.c), before the first thread inherits more. */

@@ -11,9 +11,10 @@
  * CAP_DAC_READ_SEARCH (/proc/PID/stat, status and comm are world-readable;
  * maps and exe are guarded by the ptrace check, which CAP_SYS_PTRACE
  * passes; the daemon's own files are root's, and it runs as uid 0),
- * CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (the tracer is loaded before, with
- * only those two effective, see privs_tracing_begin(); its maps are used
- * through their fds), CAP_SYS_RESOURCE (RLIMIT_NOFILE is
+ * CAP_SYS_ADMIN (the shmem backend's tmpfs is mounted and detached before,
+ * backend.h's prepare), CAP_BPF and CAP_PERFMON (the tracer is loaded
+ * before, with only those two effective, see privs_tracing_begin(); its maps
+ * are used through their fds), CAP_SYS_RESOURCE (RLIMIT_NOFILE is
  * raised before), CAP_NET_*, CAP_SETUID/SETGID/SETPCAP and the rest.
  * Growing and shrinking the hugetlb pool (hugetlb.c) needs none: the
  * nr_hugepages file is owned by root, mode 0644, and memfd_create(MFD_HUGETLB)

@@ -89,7 +89,8 @@ int proto_check_request(const void *buf, size_t len, char *why, size_t whylen)
                         return fail(why, whylen, r, "backend %" PRIu32 " is not supported", m.backend);
                 if (r < 0)
                         return fail(why, whylen, r, "range %#" PRIx64 "+%#" PRIx64 " threshold %" PRIu32
-                                    " does not fit backend %" PRIu32 " (hugetlb: whole 2 MiB pages, no threshold)",
+                                    " does not fit backend %" PRIu32 " (hugetlb: whole 2 MiB pages, no "
+                                    "threshold; shmem: starts on 2 MiB)",
                                     m.addr, m.length, m.threshold, m.backend);
                 return type;
         }
@@ -101,6 +102,16 @@ int proto_check_request(const void *buf, size_t len, char *why, size_t whylen)
                         return fail(why, whylen, r, "hugetlb request of %" PRIu64 " pages flags %#" PRIx32
                                     ": unknown flags, reserved field set or more than %llu pages",
                                     m.pages, m.flags, (unsigned long long)HP_HUGETLB_PAGES_MAX);
+                return type;
+        }
+        case HP_MSG_SHMEM_CREATE: {
+                struct hp_shmem_req m;
+                memcpy(&m, buf, sizeof(m));
+                r = hp_shmem_req_check(m.length, m.flags, m.reserved);
+                if (r < 0)
+                        return fail(why, whylen, r, "shared file request of %" PRIu64 " bytes flags %#" PRIx32
+                                    ": flags or reserved field set, empty, or more than %llu bytes",
+                                    m.length, m.flags, (unsigned long long)HP_SHMEM_LENGTH_MAX);
                 return type;
         }
         case HP_MSG_UNREGISTER:

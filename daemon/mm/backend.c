@@ -11,11 +11,13 @@
 
 extern const struct backend backend_anon;
 extern const struct backend backend_hugetlb;
+extern const struct backend backend_shmem;
 
 /* Indexed by HP_RANGE_*: a new kind of memory is one line here. */
 const struct backend *const backends[] = {
         [HP_RANGE_ANON] = &backend_anon,
         [HP_RANGE_HUGETLB] = &backend_hugetlb,
+        [HP_RANGE_SHMEM] = &backend_shmem,
 };
 const size_t n_backends = sizeof(backends) / sizeof(backends[0]);
 
@@ -30,6 +32,13 @@ const struct backend *backend_for_request(uint32_t type)
                 if (backends[i]->request_type && backends[i]->request_type == type)
                         return backends[i];
         return NULL;
+}
+
+void backends_prepare(struct manager *m)
+{
+        for (size_t i = 0; i < n_backends; i++)
+                if (backends[i]->prepare)
+                        backends[i]->prepare(m);
 }
 
 int backends_start(struct manager *m)

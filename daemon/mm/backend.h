@@ -49,6 +49,10 @@ struct backend {
          * stop after the loop has ended, before the clients are freed. */
         int (*start)(struct manager *m);
         void (*stop)(struct manager *m);
+        /* Before privileges are dropped (before start): what needs root
+         * (e.g. a mount). Failing leaves the backend off, not the daemon.
+         * Optional. */
+        void (*prepare)(struct manager *m);
 
         /* HP_MSG_REGISTER of this kind (proto.c checked the message): check
          * the memory and register it, with client_register_range(). 0, or
@@ -105,6 +109,7 @@ const struct backend *backend_of(uint32_t kind);
 /* The backend whose own request type this is, or NULL. */
 const struct backend *backend_for_request(uint32_t type);
 
+void backends_prepare(struct manager *m);
 int backends_start(struct manager *m);
 void backends_stop(struct manager *m);
 void backends_tick(struct manager *m);

@@ -58,6 +58,13 @@ int uffd_copy_zero(struct client *c, uint64_t dst, uint64_t len, uint64_t *copie
         return e;
 }
 
+int uffd_continue(struct client *c, uint64_t dst, uint64_t len, bool wake)
+{
+        struct uffdio_continue cn = { .range = { .start = dst, .len = len },
+                                      .mode = wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE };
+        return ioctl(c->fds->uffd, UFFDIO_CONTINUE, &cn) < 0 ? -errno : 0;
+}
+
 void fault_served(struct client *c, uint64_t t0)
 {
         histogram_add(&c->c.fault_latency_ns, now_ns() - t0);

@@ -31,5 +31,9 @@ int uffd_unregister(struct client *c, uint64_t start, uint64_t len);
 /* UFFDIO_COPY of zeros to [dst, dst + len): 0 or -errno; *copied (if
  * given): bytes copied, also on a partial copy. wake=false: DONTWAKE. */
 int uffd_copy_zero(struct client *c, uint64_t dst, uint64_t len, uint64_t *copied, bool wake);
+/* UFFDIO_CONTINUE: map [dst, dst + len) to the pages already in the page
+ * cache of a MINOR-registered file mapping, no copy: 0 or -errno (-EFAULT:
+ * a page is not in the page cache). */
+int uffd_continue(struct client *c, uint64_t dst, uint64_t len, bool wake);
 
 #endif

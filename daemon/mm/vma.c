@@ -17,7 +17,19 @@
 
 #define VMA_CHECK_MAX 100000    /* VMAs walked per request at most */
 
+static int call_ok(const struct procmap_query *q, const char *name, void *data, char *why, size_t whylen)
+{
+        vma_ok_fn ok = *(vma_ok_fn *)data;
+        return ok(q, name, why, whylen);
+}
+
 int vma_walk(int maps_fd, uint64_t start, uint64_t end, vma_ok_fn ok, const char *kind, char *why, size_t whylen)
+{
+        return vma_walk_data(maps_fd, start, end, call_ok, &ok, kind, why, whylen);
+}
+
+int vma_walk_data(int maps_fd, uint64_t start, uint64_t end, vma_check_fn check, void *data, const char *kind,
+                  char *why, size_t whylen)
 {
         uint64_t addr = start;
 
@@ -48,7 +60,7 @@ int vma_walk(int maps_fd, uint64_t start, uint64_t end, vma_ok_fn ok, const char
                         snprintf(why, whylen, "%#" PRIx64 " is not mapped", addr);
                         return -EFAULT;
                 }
-                int r = ok(&q, name, why, whylen);
+                int r = check(&q, name, data, why, whylen);
                 if (r < 0)
                         return r;
                 addr = q.vma_end;

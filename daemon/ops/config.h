@@ -63,6 +63,8 @@ struct config {
 
         /* [Pool] HugetlbMaxSize=: 2 MiB pages the daemon may add to vm.nr_hugepages */
         struct config_size hugetlb_max;
+        /* [Pool] ShmemMaxSize=: size of the shmem backend's tmpfs (read at start) */
+        struct config_size shmem_max;
 
         /* [Budgets] */
         unsigned max_clients;
@@ -71,6 +73,7 @@ struct config {
         unsigned handshake_timeout_sec;
         unsigned max_request_rate;      /* per client and second; 0: no limit */
         struct config_size huge_per_client;     /* hugetlb pages a client may be charged; 0: no limit */
+        struct config_size shmem_per_client;    /* bytes of shared files a client may hold; 0: no own limit */
         struct config_size headroom_margin;     /* room kept under a cgroup limit; 0: min(10%, 64M) */
         struct config_cap max_bloat;            /* zero-filled bytes of promoted regions, in total */
         struct config_cap max_bloat_per_client; /* the same per client (percent: of its 4 KiB pages in use) */

@@ -9,6 +9,7 @@ native and RestrictAddressFamilies=AF_UNIX; PrivateNetwork= and
 PrivateMounts= with `unshare --net --mount`. The daemon started so starts,
 is confined (Seccomp: 2, CapBnd: the unit's set, NoNewPrivs), keeps only
 CAP_SYS_PTRACE, CAP_SYS_NICE and CAP_KILL once running, shows Tracing true,
+has the shmem backend on (its tmpfs mounted at start),
 and its tracer sees a client's faults (KernelFaults > 0). Control: the same
 sandbox without `bpf` in the allow list gives Tracing false, so the filter
 is really applied. hugepagectl confined like hugepaged-metrics.service (no
@@ -134,6 +135,8 @@ def test():
     expect(int(st["CapEff"], 16) == kept and int(st["CapPrm"], 16) == kept,
            f"once running it keeps CAP_SYS_PTRACE, CAP_SYS_NICE, CAP_KILL only ({st['CapEff']})")
     expect(bus.get("Tracing") is True, f"Tracing is true under the unit's confinement")
+    expect("shmem backend: a huge tmpfs" in daemon.log(),
+           "the shmem backend mounted its tmpfs under the unit's confinement")
     w = Workload(daemon, d)
     wait_for("the client's object", lambda: any(c[0] == w.pid for c in bus.clients()))
     expect(w.ask("touch 1") == "touched", "a client writes its memory")

@@ -117,6 +117,25 @@ int main(void)
         hr.reserved = 0;
         assert(check(&hr, sizeof(hr) - 1) == -EBADMSG);
 
+        /* shared file requests */
+        struct hp_shmem_req sr = { .length = 1 };
+        hp_header_init(&sr.hdr, HP_MSG_SHMEM_CREATE, sizeof(sr), 1, 0);
+        assert(check(&sr, sizeof(sr)) == HP_MSG_SHMEM_CREATE);
+        sr.length = HP_SHMEM_LENGTH_MAX;
+        assert(check(&sr, sizeof(sr)) == HP_MSG_SHMEM_CREATE);
+        sr.length = 0;
+        assert(check(&sr, sizeof(sr)) == -ERANGE);
+        sr.length = ~0ull;
+        assert(check(&sr, sizeof(sr)) == -ERANGE);
+        sr.length = 1;
+        sr.flags = 1;
+        assert(check(&sr, sizeof(sr)) == -EINVAL);
+        sr.flags = 0;
+        sr.reserved = 1;
+        assert(check(&sr, sizeof(sr)) == -EINVAL);
+        sr.reserved = 0;
+        assert(check(&sr, sizeof(sr) - 1) == -EBADMSG);
+
         /* policy */
         struct hp_policy p = { .threshold = 64 };
         hp_header_init(&p.hdr, HP_MSG_SET_POLICY, sizeof(p), 1, 0);

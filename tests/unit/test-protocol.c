@@ -102,6 +102,20 @@ int main(void)
         assert(hp_hugetlb_range_check((2ull << 20) + 4096, 2ull << 20, 0) == -EINVAL);
         assert(hp_hugetlb_range_check(2ull << 20, 4096, 0) == -EINVAL);
         assert(hp_hugetlb_range_check(2ull << 20, 2ull << 20, 1) == -EINVAL);
+        /* shmem: the file request, and ranges that start on 2 MiB */
+        struct hp_shmem_req sr = { .length = 4096 };
+        hp_header_init(&sr.hdr, HP_MSG_SHMEM_CREATE, sizeof(sr), 4, 0);
+        assert(hp_msg_check(&sr, sizeof(sr)) == HP_MSG_SHMEM_CREATE);
+        assert(hp_msg_check(&sr, sizeof(sr) - 8) < 0);
+        assert(hp_shmem_req_check(1, 0, 0) == 0);
+        assert(hp_shmem_req_check(HP_SHMEM_LENGTH_MAX, 0, 0) == 0);
+        assert(hp_shmem_req_check(0, 0, 0) == -ERANGE);
+        assert(hp_shmem_req_check(HP_SHMEM_LENGTH_MAX + 1, 0, 0) == -ERANGE);
+        assert(hp_shmem_req_check(1, 1, 0) == -EINVAL);
+        assert(hp_shmem_req_check(1, 0, 1) == -EINVAL);
+        assert(hp_range_kind_check(HP_RANGE_SHMEM, 2ull << 20, 4096, 64) == 0);
+        assert(hp_range_kind_check(HP_RANGE_SHMEM, (2ull << 20) + 4096, 2ull << 20, 0) == -EINVAL);
+        assert(hp_range_kind_check(HP_RANGE_KINDS, 2ull << 20, 2ull << 20, 0) == -EOPNOTSUPP);
         printf("protocol: ok\n");
         return 0;
 }

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""PostgreSQL 15 with huge_pages=off: its shared memory on huge pages anyway.
+
+Its shared_buffers are anonymous shared memory (MAP_SHARED|MAP_ANONYMOUS),
+which the kernel leaves on 4 KiB pages while shmem_enabled is never (the
+Debian default: MADV_COLLAPSE even fails EINVAL there). Under hugepaged-run
+the shim maps it as a file on the daemon's huge tmpfs instead: the daemon
+reserves 2 MiB per region at its first fault and maps the regions in place
+once dense, in the postmaster and in its forked backends. After `pgbench
+-i -s 15` (the data set fills shared_buffers), ShmemPmdMapped +
+FilePmdMapped of the postmaster is at least 64 MiB once the accounts table
+is read into shared_buffers (pg_prewarm: COPY, VACUUM and sequential scans
+use small ring buffers and leave most of shared_buffers untouched), a short
+pgbench run
+passes, and the balances of accounts, tellers and branches each equal the
+sum of the history. The server runs as the postgres user in a private data
+directory, on a private port and socket directory.
+"""
+
+import os
+import pwd
+import time
+
+import progtest
+from progtest import Failure, Skip, hptest, log
+
+BIN = "/usr/lib/postgresql/15/bin"
+MiB = 1 << 20
+
+
+def as_postgres(argv):
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def wait_ready(ctx, sockdir, port, proc, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        r = hptest.run([f"{BIN}/pg_isready", "-h", sockdir, "-p", str(port)], timeout=30)
+        if r.rc == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def pmd_mapped(pid):
+    """ShmemPmdMapped + FilePmdMapped of pid's mappings, in bytes."""
+    total = 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            k = line.split()
+            if k[0] in ("ShmemPmdMapped:", "FilePmdMapped:"):
+                total += int(k[1]) * 1024
+    return total
+
+
+def test(ctx):
+    for p in ("initdb", "postgres", "pg_ctl", "pg_isready", "pgbench", "psql"):
+        progtest.require_program(f"{BIN}/{p}" if p != "psql" else "psql", "postgresql-15")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise Skip("no postgres user (Debian package postgresql-15 creates it)")
+    with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
+        log(f"shmem_enabled: {f.read().strip()}")
+
+    base = os.path.join(ctx.tmp, "pg")
+    data, sockdir = os.path.join(base, "data"), os.path.join(base, "run")
+    os.makedirs(sockdir)
+    os.chown(base, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
+    os.chown(sockdir, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
+    r = hptest.run(as_postgres([f"{BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"]), timeout=300)
+    ctx.require(r.rc == 0, f"initdb (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+    port = progtest.free_port()
+    server = [f"{BIN}/postgres", "-D", data, "-c", "huge_pages=off", "-c", "shared_buffers=128MB",
+              "-c", f"port={port}", "-c", f"unix_socket_directories={sockdir}", "-c", "listen_addresses="]
+    log_path = os.path.join(base, "server.log")
+
+    d = ctx.daemon("--group", "postgres")
+    if "the shmem backend is off" in d.log():
+        raise Skip("the shmem backend is off: " + d.log())
+    logf = open(log_path, "w")
+    proc = hptest.spawn(as_postgres([ctx.paths.run, "--socket", d.socket, "--debug", "--", *server]),
+                        stdout=logf, stderr=logf)
+    logf.close()
+    try:
+        ready = wait_ready(ctx, sockdir, port, proc)
+        ctx.require(ready, "under hugepaged-run it starts with huge_pages=off:\n"
+                    + hptest.indent(open(log_path).read()[-3000:]))
+        pm = int(open(os.path.join(data, "postmaster.pid")).readline())
+        pgb = [f"{BIN}/pgbench", "-h", sockdir, "-p", str(port), "-U", "postgres"]
+        r = hptest.run(as_postgres([*pgb, "-i", "-s", "15", "postgres"]), timeout=900)
+        ctx.expect(r.rc == 0, f"pgbench -i -s 15 (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+        # COPY, VACUUM and sequential scans go through small ring buffers:
+        # read the accounts into shared_buffers for real (pg_prewarm, contrib)
+        psql = ["psql", "-h", sockdir, "-p", str(port), "-U", "postgres", "-AtX", "-v", "ON_ERROR_STOP=1"]
+        r = hptest.run(as_postgres([*psql, "-c", "create extension if not exists pg_prewarm", "-c",
+                                    "select pg_prewarm('pgbench_accounts')", "postgres"]), timeout=600)
+        ctx.expect(r.rc == 0, f"pg_prewarm of pgbench_accounts (rc {r.rc}, {r.out.strip()} blocks)"
+                   + ("" if r.rc == 0 else r.describe()))
+        # collapses run off the fault path: wait for them (a bound, not a target)
+        end = time.monotonic() + 120
+        while pmd_mapped(pm) < 64 * MiB and time.monotonic() < end:
+            time.sleep(0.2)
+        pmd = pmd_mapped(pm)
+        if not ctx.expect(pmd >= 64 * MiB, f"the postmaster's shared memory is PMD-mapped: ShmemPmdMapped + "
+                          f"FilePmdMapped {pmd >> 20} MiB >= 64 MiB"):
+            with open(f"/proc/{pm}/smaps") as f:
+                log(f.read()[:20000])
+            log("\n".join(l for l in d.log().splitlines() if "collapse" in l or "reservation" in l)[:5000])
+        r = hptest.run(as_postgres([*pgb, "-c", "2", "-j", "2", "-T", "5", "postgres"]), timeout=600)
+        ctx.expect(r.rc == 0 and "number of failed transactions: 0" in r.out,
+                   f"pgbench, 2 clients for 5 s (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+        q = ("select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) "
+             "from pgbench_history), (select sum(tbalance) from pgbench_tellers) = (select coalesce(sum(delta), 0) "
+             "from pgbench_history), (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) "
+             "from pgbench_history), (select count(*) from pgbench_history) > 0")
+        r = hptest.run(as_postgres(["psql", "-h", sockdir, "-p", str(port), "-U", "postgres", "-AtX", "-c", q,
+                                    "postgres"]), timeout=120)
+        ctx.expect(r.rc == 0 and r.out.strip() == "t|t|t|t",
+                   f"balances of accounts, tellers and branches equal the history ({r.out.strip()!r})")
+        log("daemon: " + " ".join(l for l in d.log().splitlines() if "shared file" in l)[:400])
+    finally:
+        hptest.run(as_postgres([f"{BIN}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]), timeout=120)
+        if proc.poll() is None:
+            hptest.kill_tree(proc)
+        proc.wait()
+    stats = d.client_stats(pm)
+    ctx.expect(stats is not None and stats.get("shmem_promotions", 0) > 0,
+               f"the daemon collapsed the postmaster's regions in place ({stats and stats.get('shmem_promotions')})")
+    log(open(log_path).read()[-1500:])
+
+
+if __name__ == "__main__":
+    hptest.main(test)
