@@ -40,12 +40,21 @@
  * and the kernel serves every fault from the page cache, which keeps the
  * data.
  *
- * Main thread, except the collapse jobs (hp-shmem, a workq), which get a
- * client id, a reference to its fds and a reference to the file.
+ * Threads: faults and unmap events come on the fault threads, with the
+ * client's lock held; requests, collapse results, pressure and counters on
+ * the main thread. The files, their region records and the backend's
+ * totals are shared between clients (a parent and its forked children are
+ * served on different threads), so they are under `struct shmem`'s lock,
+ * taken after a client's lock and never before one. A fault thread never
+ * looks at another client: the collapse of a region in the other clients
+ * that map it is queued by the main thread once the first one is done.
+ * The collapse jobs (hp-shmem, a workq) get a client id, a reference to
+ * its fds and a reference to the file.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +168,7 @@ struct client_shmem {
 /* The backend's global state: manager->backend[HP_RANGE_SHMEM], NULL when off. */
 struct shmem {
         struct manager *m;
+        pthread_mutex_t lock;   /* the files, their regions, bytes, retired (see the top) */
         int fs_fd;              /* the tmpfs (shmem-fs.c) */
         uint64_t fs_size;       /* its size= */
         uint64_t bytes;         /* sizes of the files held: never more than fs_size */
@@ -185,6 +195,16 @@ static struct shmem *shmem_of(struct manager *m)
         return m->backend[HP_RANGE_SHMEM];
 }
 
+static void sh_lock(struct shmem *sh)
+{
+        pthread_mutex_lock(&sh->lock);
+}
+
+static void sh_unlock(struct shmem *sh)
+{
+        pthread_mutex_unlock(&sh->lock);
+}
+
 static struct client_shmem *state_of(const struct client *c)
 {
         return c->backend[HP_RANGE_SHMEM];
@@ -206,14 +226,6 @@ static uint64_t size_bytes(const struct config_size *s)
                 return (uint64_t)si.totalram * si.mem_unit / 100 * s->percent & ~(HP_REGION_SIZE - 1);
         }
         return s->bytes;
-}
-
-/* The counters of the file's owner if it is live, else the daemon's. */
-static uint64_t *owner_counters(struct shmem *sh, const struct shm_file *f)
-{
-        struct client *o = f->owner ? client_by_id(sh->m, f->owner) : NULL;
-        struct client_shmem *s = o ? state_of(o) : NULL;
-        return s ? s->n : sh->retired;
 }
 
 /* ---- files -------------------------------------------------------------------- */
@@ -449,10 +461,11 @@ static bool maps_region(struct client *o, struct shm_file *f, uint32_t ri, uint6
 }
 
 /*
- * The region holds its threshold: collapse it where it is. The first time,
- * in every holder that maps it at the same place (the file's creator and
- * its forked children: the creator may never touch it itself); later, in
- * a client that faults there (its mapping is not PMD-mapped yet).
+ * The region holds its threshold: collapse it where it is, in c. Once that
+ * is done, the first time, the main thread collapses it in every other
+ * holder that maps it at the same place (the file's creator and its forked
+ * children: the creator may never touch it itself, collapse_done); later,
+ * in a client that faults there (its mapping is not PMD-mapped yet).
  */
 static void maybe_promote(struct client *c, const struct range *rg, struct shm_file *f, uint32_t ri,
                           uint64_t rstart)
@@ -464,24 +477,34 @@ static void maybe_promote(struct client *c, const struct range *rg, struct shm_f
             !sh->wq || pressure_level(c->m) != PRESSURE_NONE || rg->start > rstart ||
             rg->end < rstart + HP_REGION_SIZE)
                 return;
-        if (!collapse_queue(sh, c, f, ri, rstart) || (r->flags & SR_HUGE))
-                return;
-        for (struct client *o = c->m->clients; o; o = o->next) {
-                struct client_shmem *os = o == c ? NULL : state_of(o);
-                if (os && held_index(os, f) >= 0 && maps_region(o, f, ri, rstart))
-                        (void)collapse_queue(sh, o, f, ri, rstart);
-        }
+        (void)collapse_queue(sh, c, f, ri, rstart);
 }
+
+static void shmem_fault_locked(struct shmem *sh, struct client *c, struct client_shmem *s, struct range *rg,
+                               uint64_t addr, uint64_t t0);
 
 static void shmem_fault(struct client *c, struct range *rg, uint64_t addr, uint64_t t0)
 {
         struct shmem *sh = shmem_of(c->m);
         struct client_shmem *s = state_of(c);
+        uint64_t page = addr & ~(HP_PAGE_SIZE - 1);
+
+        if (!sh || !s) {
+                fail_open(c, rg, page, "not a mapping of a file the daemon holds", -ENOENT);
+                return;
+        }
+        sh_lock(sh);
+        shmem_fault_locked(sh, c, s, rg, addr, t0);
+        sh_unlock(sh);
+}
+
+static void shmem_fault_locked(struct shmem *sh, struct client *c, struct client_shmem *s, struct range *rg,
+                               uint64_t addr, uint64_t t0)
+{
         uint64_t page = addr & ~(HP_PAGE_SIZE - 1), off = 0;
         struct shm_file *f = NULL;
-        int e;
+        int e = lookup(c, s, page, &f, &off);
 
-        e = sh && s ? lookup(c, s, page, &f, &off) : -ENOENT;
         if (e < 0) {
                 fail_open(c, rg, page, "not a mapping of a file the daemon holds", e);
                 return;
@@ -548,33 +571,73 @@ static void collapse_free(struct collapse_job *j)
         free(j);
 }
 
+/* Main thread: the first collapse of region ri of f is done; collapse it
+ * in the other clients that hold f and map it at addr too. */
+static void collapse_others(struct manager *m, struct shmem *sh, uint64_t done_id, struct shm_file *f, uint32_t ri,
+                            uint64_t addr)
+{
+        for (struct client *o = m->clients; o; o = o->next) {
+                if (o->id == done_id || !state_of(o))
+                        continue;
+                client_lock(o);
+                sh_lock(sh);
+                struct client_shmem *os = state_of(o);
+                if (os && f->fd >= 0 && held_index(os, f) >= 0 && maps_region(o, f, ri, addr))
+                        (void)collapse_queue(sh, o, f, ri, addr);
+                sh_unlock(sh);
+                client_unlock(o);
+        }
+}
+
 static void collapse_done(struct work *w, void *data)
 {
         struct collapse_job *j = (struct collapse_job *)w;
         struct manager *m = data;
+        struct shmem *sh = shmem_of(m);
         struct client *c = client_by_id(m, j->client_id);
+        bool first = false;
+
+        if (c)
+                client_lock(c);
+        sh_lock(sh);
         struct client_shmem *s = c && c->state == CLIENT_READY ? state_of(c) : NULL;
         struct shm_region *r = &j->f->regions[j->region];
-
         if (j->result == 0) {
                 if (c)
                         log_debug("client %d: %#" PRIx64 " collapsed in place", c->pid, j->addr);
+                first = !(r->flags & SR_HUGE);
                 r->flags |= SR_HUGE;
                 if (s)
                         s->n[CNT_PROMOTIONS]++;
-                else if (shmem_of(m))
-                        shmem_of(m)->retired[CNT_PROMOTIONS]++;
+                else
+                        sh->retired[CNT_PROMOTIONS]++;
         } else if (j->result != -ESRCH && s) {
                 log_debug_errno(j->result, "client %d: collapse of %#" PRIx64 " in place: %m", c->pid, j->addr);
                 if (++r->fails >= COLLAPSE_TRIES)
                         r->flags |= SR_NOCOLLAPSE;
         }
+        struct shm_file *f = j->f;
+        uint32_t ri = j->region;
+        uint64_t addr = j->addr, id = j->client_id;
+        f->refs++;              /* past the job's end */
         collapse_free(j);
+        sh_unlock(sh);
+        if (c)
+                client_unlock(c);
+        if (first)
+                collapse_others(m, sh, id, f, ri, addr);
+        sh_lock(sh);
+        file_unref(f);
+        sh_unlock(sh);
 }
 
 static void collapse_drop(struct work *w, void *data)
 {
+        struct shmem *sh = shmem_of(data);
+
+        sh_lock(sh);
         collapse_free((struct collapse_job *)w);
+        sh_unlock(sh);
 }
 
 static const struct workq_ops collapse_ops = {
@@ -625,11 +688,21 @@ static uint64_t release_region(struct shmem *sh, struct shm_file *f, uint32_t ri
         return punched;
 }
 
-/* Give back the untouched parts of every reservation not promoted. */
-static uint64_t release_all(struct shmem *sh)
+/* The subpages released, by the files' owners. */
+struct released {
+        uint64_t owner, n;
+};
+
+/* Give back the untouched parts of every reservation not promoted; sh
+ * locked. The counts go to the owners' counters once sh is unlocked (a
+ * client's lock comes before sh's): *ret, *nret (malloc'ed). */
+static uint64_t release_all(struct shmem *sh, struct released **ret, size_t *nret)
 {
         uint64_t total = 0;
+        size_t cap = 0;
 
+        *ret = NULL;
+        *nret = 0;
         for (struct shm_file *f = sh->files; f; f = f->next) {
                 uint64_t n = 0;
                 for (uint32_t ri = 0; ri < f->nregions; ri++) {
@@ -638,8 +711,20 @@ static uint64_t release_all(struct shmem *sh)
                             r->touched < HP_REGION_PAGES)
                                 n += release_region(sh, f, ri);
                 }
-                owner_counters(sh, f)[CNT_PUNCHED] += n;
+                if (!n)
+                        continue;
                 total += n;
+                if (*nret == cap) {
+                        size_t ncap = cap ? cap * 2 : 16;
+                        struct released *v = realloc(*ret, ncap * sizeof(*v));
+                        if (!v) {
+                                sh->retired[CNT_PUNCHED] += n;
+                                continue;
+                        }
+                        *ret = v;
+                        cap = ncap;
+                }
+                (*ret)[(*nret)++] = (struct released){ .owner = f->owner, .n = n };
         }
         return total;
 }
@@ -647,10 +732,30 @@ static uint64_t release_all(struct shmem *sh)
 static void shmem_pressure(struct manager *m, int level)
 {
         struct shmem *sh = shmem_of(m);
+        struct released *v;
+        size_t nv;
 
         if (!sh || level == PRESSURE_NONE)
                 return;
-        uint64_t n = release_all(sh);
+        sh_lock(sh);
+        uint64_t n = release_all(sh, &v, &nv);
+        sh_unlock(sh);
+        for (size_t i = 0; i < nv; i++) {
+                struct client *o = v[i].owner ? client_by_id(m, v[i].owner) : NULL;
+                if (o)
+                        client_lock(o);
+                struct client_shmem *s = o ? state_of(o) : NULL;
+                if (s)
+                        s->n[CNT_PUNCHED] += v[i].n;
+                else {
+                        sh_lock(sh);
+                        sh->retired[CNT_PUNCHED] += v[i].n;
+                        sh_unlock(sh);
+                }
+                if (o)
+                        client_unlock(o);
+        }
+        free(v);
         if (n) {
                 log_info("memory pressure: %" PRIu64 " untouched subpages of shared reservations released", n);
                 pressure_released(m, n << PAGE_SHIFT_4K);
@@ -666,11 +771,10 @@ static void refuse(struct client *c, struct client_shmem *s, uint32_t seq, int e
         client_reply(c, seq, e, why);
 }
 
-static void shmem_create(struct client *c, const void *msg)
+static void shmem_create_locked(struct shmem *sh, struct client *c, const void *msg)
 {
         const struct hp_shmem_req *req = msg;
         struct manager *m = c->m;
-        struct shmem *sh = shmem_of(m);
         char why[HP_ERROR_TEXT];
 
         if (!sh) {
@@ -750,6 +854,17 @@ static void shmem_create(struct client *c, const void *msg)
         client_reply_fd(c, req->hdr.seq, fd);
 }
 
+static void shmem_create(struct client *c, const void *msg)
+{
+        struct shmem *sh = shmem_of(c->m);
+
+        if (sh)
+                sh_lock(sh);
+        shmem_create_locked(sh, c, msg);
+        if (sh)
+                sh_unlock(sh);
+}
+
 /* ---- registration ------------------------------------------------------------------- */
 
 struct reg_check {
@@ -787,9 +902,9 @@ static int shmem_ok(const struct procmap_query *q, const char *name, void *data,
         return 0;
 }
 
-static int shmem_register(struct client *c, const struct hp_range_req *req, char *why, size_t whylen)
+static int shmem_register_locked(struct shmem *sh, struct client *c, const struct hp_range_req *req, char *why,
+                                 size_t whylen)
 {
-        struct shmem *sh = shmem_of(c->m);
         uint64_t start = req->addr, end = req->addr + req->length;
         struct reg_check rc = { .sh = sh, .c = c };
         int r;
@@ -831,6 +946,18 @@ static int shmem_register(struct client *c, const struct hp_range_req *req, char
         return 0;
 }
 
+static int shmem_register(struct client *c, const struct hp_range_req *req, char *why, size_t whylen)
+{
+        struct shmem *sh = shmem_of(c->m);
+
+        if (!sh)
+                return shmem_register_locked(NULL, c, req, why, whylen);
+        sh_lock(sh);
+        int r = shmem_register_locked(sh, c, req, why, whylen);
+        sh_unlock(sh);
+        return r;
+}
+
 /* Files of c's ranges, collected by a walk. */
 static int collect_ok(const struct procmap_query *q, const char *name, void *data, char *why, size_t whylen)
 {
@@ -843,9 +970,8 @@ static int collect_ok(const struct procmap_query *q, const char *name, void *dat
 }
 
 /* Memory went away: let go of the files c registered and maps no more. */
-static void shmem_span_gone(struct client *c, uint64_t start, uint64_t end)
+static void shmem_span_gone_locked(struct shmem *sh, struct client *c, uint64_t start, uint64_t end)
 {
-        struct shmem *sh = shmem_of(c->m);
         struct client_shmem *s = state_of(c);
         bool any = false;
 
@@ -873,6 +999,17 @@ static void shmem_span_gone(struct client *c, uint64_t start, uint64_t end)
         }
 }
 
+static void shmem_span_gone(struct client *c, uint64_t start, uint64_t end)
+{
+        struct shmem *sh = shmem_of(c->m);
+
+        if (sh)
+                sh_lock(sh);
+        shmem_span_gone_locked(sh, c, start, end);
+        if (sh)
+                sh_unlock(sh);
+}
+
 /* ---- life ---------------------------------------------------------------------------- */
 
 static void shmem_prepare(struct manager *m)
@@ -893,6 +1030,7 @@ static void shmem_prepare(struct manager *m)
                 return;
         }
         sh->m = m;
+        pthread_mutex_init(&sh->lock, NULL);
         sh->pagemap_fd = -1;
         m->backend[HP_RANGE_SHMEM] = sh;
 }
@@ -939,6 +1077,7 @@ static void shmem_stop(struct manager *m)
         if (sh->scratch)
                 munmap(sh->scratch, HP_REGION_SIZE);
         m->backend[HP_RANGE_SHMEM] = NULL;
+        pthread_mutex_destroy(&sh->lock);
         free(sh);
 }
 
@@ -950,10 +1089,12 @@ static void shmem_client_gone(struct manager *m, struct client *c)
         if (!s)
                 return;
         if (sh) {
+                sh_lock(sh);
                 while (s->nheld)
                         unhold(sh, c, s, s->nheld - 1);
                 for (int k = CNT_RESERVATIONS; k < _CNT_MAX; k++)
                         sh->retired[k] += s->n[k];
+                sh_unlock(sh);
         }
         free(s->held);
         free(s->registered);
@@ -985,12 +1126,16 @@ static void shmem_read_counters(struct manager *m, const struct client *c, uint6
         }
         if (!sh)
                 return;
+        sh_lock(sh);
         memcpy(v, sh->retired, sizeof(sh->retired));
         v[CNT_BYTES] = sh->bytes;
+        sh_unlock(sh);
         for (struct client *l = m->clients; l; l = l->next) {
+                client_lock(l);
                 const struct client_shmem *s = state_of(l);
                 for (int k = CNT_RESERVATIONS; s && k < _CNT_MAX; k++)
                         v[k] += s->n[k];
+                client_unlock(l);
         }
 }
 
