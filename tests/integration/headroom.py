@@ -204,6 +204,10 @@ def pressure_case(ctx):
     ctx.require(low > 1024 * M, f"enough memory for the pressure case ({mem_available() // M} MiB available)")
     d = daemon_with(ctx, "pressure", f"[Pressure]\nLowMemAvailable={low // M}M\n")
     if os.path.exists("/proc/pressure/memory"):
+        # the socket comes before the backends' start logs its trigger: wait for the line
+        deadline = time.monotonic() + 30
+        while "memory pressure: PSI trigger (" not in d.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
         ctx.expect("memory pressure: PSI trigger (" in d.log(),
                    "the host has PSI: the daemon armed its trigger on /proc/pressure/memory")
     work = ["--per-region", "100", "--settle", "0", "sparse", "256M"]
