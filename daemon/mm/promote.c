@@ -322,8 +322,16 @@ static void rearm_run(struct client *c, uint64_t idx, bool now)
         while (unarmed(region_lookup(&c->regions, hi)))
                 hi++;
         if (!now) {
-                const struct region *before = lo > 0 ? region_lookup(&c->regions, lo - 1) : NULL;
-                const struct region *after = region_lookup(&c->regions, hi);
+                /* Only a job in the same range (one block of the program)
+                 * can be its stream going on: a job next door, in another
+                 * range, must not keep a whole block handed over (its
+                 * VMA, all unregistered, would move on an mremap() with
+                 * no event, and be lost to us). */
+                const struct range *rg = range_find(&c->ranges, lo << REGION_SHIFT);
+                const struct region *before = lo > 0 && rg && rg->start <= ((lo - 1) << REGION_SHIFT) ?
+                                                      region_lookup(&c->regions, lo - 1) : NULL;
+                const struct region *after = rg && rg->end >= ((hi + 1) << REGION_SHIFT) ?
+                                                     region_lookup(&c->regions, hi) : NULL;
                 if ((before && before->state == REGION_PROMOTING) || (after && after->state == REGION_PROMOTING))
                         return;
         }
