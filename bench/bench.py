@@ -55,7 +55,7 @@ PRESETS = {
                   headroom_limit=768 * MiB, headroom_size=3 * GiB,
                   fork_size=1 * GiB, fork_churn=64 * MiB, forks=100,
                   py_size=1 * GiB, redis_keys=1000000, redis_requests=300000, sort_lines=2000000,
-                  pg_buffers=256 * MiB, pg_scale=16, pg_seconds=5, pg_repeat=1),
+                  pg_buffers=256 * MiB, pg_scale=16, pg_seconds=5, pg_repeat=3),
     "smoke": dict(run_timeout=120, repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
                   khugepaged_stop=1, forkfit_limit=256 * MiB, forkfit_child=64 * MiB,
                   forkfit_max=4, lat_size=8 * MiB, lat_size_many=4 * MiB, lat_clients=4,
