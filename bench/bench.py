@@ -1071,6 +1071,9 @@ class Bench:
         pl, hp, on = (med.get(m, {}) for m in modes)
         n = self.p["pg_repeat"]
         runs = f"median of {n} runs of {secs} s" if n > 1 else f"1 run of {secs} s"
+        if n > 1:
+            runs += " (TPS min/median/max: " + ", ".join(
+                f"{m} {fmt_spread(spread(res['runs'].get(m, []), 'tps'))}" for m in modes) + ")"
         fill = (pl.get("prewarmed_bytes") or hp.get("prewarmed_bytes") or 0) / sb
         t, tp = hp.get("tps"), pl.get("tps")
         self.row("S14", "postgres: pgbench -S TPS (huge_pages=off)", {"plain": tp}, t, div(t, tp), "plain",
