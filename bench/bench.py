@@ -46,21 +46,24 @@ PRESETS = {
                  lat_threads=16, hugetlb=2 * GiB, scale_clients=256, scale_ranges=16, warm=10 * GiB,
                  headroom_limit=768 * MiB, headroom_size=3 * GiB,
                  fork_size=1 * GiB, fork_churn=64 * MiB, forks=200,
-                 py_size=1 * GiB, redis_keys=1000000, redis_requests=1000000, sort_lines=4000000),
+                 py_size=1 * GiB, redis_keys=1000000, redis_requests=1000000, sort_lines=4000000,
+                 pg_buffers=1 * GiB, pg_scale=62, pg_seconds=10, pg_repeat=3),
     "quick": dict(run_timeout=120, repeat=3, sparse=1 * GiB, dense=512 * MiB, mixed=1 * GiB, updates=1,
                   khugepaged_stop=10, forkfit_limit=1 * GiB, forkfit_child=512 * MiB,
                   forkfit_max=48, lat_size=16 * MiB, lat_size_many=4 * MiB, lat_clients=64,
                   lat_threads=16, hugetlb=512 * MiB, scale_clients=256, scale_ranges=16, warm=2 * GiB,
                   headroom_limit=768 * MiB, headroom_size=3 * GiB,
                   fork_size=1 * GiB, fork_churn=64 * MiB, forks=100,
-                  py_size=1 * GiB, redis_keys=1000000, redis_requests=300000, sort_lines=2000000),
+                  py_size=1 * GiB, redis_keys=1000000, redis_requests=300000, sort_lines=2000000,
+                  pg_buffers=256 * MiB, pg_scale=16, pg_seconds=5, pg_repeat=3),
     "smoke": dict(run_timeout=120, repeat=1, sparse=64 * MiB, dense=64 * MiB, mixed=64 * MiB, updates=0.1,
                   khugepaged_stop=1, forkfit_limit=256 * MiB, forkfit_child=64 * MiB,
                   forkfit_max=4, lat_size=8 * MiB, lat_size_many=4 * MiB, lat_clients=4,
                   lat_threads=4, hugetlb=32 * MiB, scale_clients=8, scale_ranges=4, warm=256 * MiB,
                   headroom_limit=128 * MiB, headroom_size=512 * MiB,
                   fork_size=64 * MiB, fork_churn=16 * MiB, forks=10,
-                  py_size=64 * MiB, redis_keys=20000, redis_requests=20000, sort_lines=50000),
+                  py_size=64 * MiB, redis_keys=20000, redis_requests=20000, sort_lines=50000,
+                  pg_buffers=32 * MiB, pg_scale=2, pg_seconds=1, pg_repeat=1),
 }
 
 
@@ -790,6 +793,310 @@ class Bench:
                  check(lambda: a / s >= 5) if managed else None, "us",
                  note=f"{hp.get('collapse_shared_ok', 0)} of 32 shared regions collapsed in place; without the "
                       f"daemon MADV_COLLAPSE of shared memory fails (errno {kn.get('collapse_shared_errno')})")
+        for name, fn in (("release", self.s14_release), ("postgres", self.s14_postgres)):
+            try:
+                fn()
+            except Exception as e:     # one part failing must not hide the others
+                log(f"  S14 {name} failed: {e}")
+                self.results.setdefault(f"S14 {name}", {"runs": {}, "median": {}})["error"] = str(e)
+                self.row("S14", f"{name}: (failed)", {}, None, None, "", "", False,
+                         note=str(e).splitlines()[0][:200])
+
+    def s14_release(self):
+        """Memory after release: tests/hp-shmem maps 64 MiB of anonymous
+        shared memory under hugepaged-run, writes one 4 KiB page per region
+        of its first half and every page of its second half (each region's
+        first fault reserves 2 MiB in the daemon's file); then memory
+        pressure (LowMemAvailable=100% and a reload) makes the daemon punch
+        the never-touched subpages: the file is left with the touched pages."""
+        prog = os.path.join(self.args.build, "tests", "hp-shmem")
+        res = self.results.setdefault("S14 release", {"runs": {}, "median": {}})
+        if not os.access(prog, os.X_OK):
+            res["skipped"] = f"{prog} is not built"
+            self.row("S14", "memory after release", {}, None, None, "touched", "<= 1.10x touched", None, "MiB",
+                     note=f"skipped: {prog} is not built (meson builds it with the tests)")
+            return
+        size = 64 * MiB
+        half, regions = size // 2, size // 2 // (2 * MiB)
+        touched = half + regions * 4096
+        conf = tempfile.NamedTemporaryFile("w", prefix="hp-bench-S14-", suffix=".conf", delete=False)
+        conf.close()
+        d = Daemon(self, "S14-release", ["--config", conf.name])
+        out = os.path.join(d.dir, "hp-shmem.out")
+
+        def pressure(on):
+            with open(conf.name, "w") as f:
+                f.write("[Pressure]\nLowMemAvailable=100%\n" if on else "")
+            d.proc.send_signal(signal.SIGHUP)
+
+        def state():
+            with open(out) as f:
+                return f.read()
+        try:
+            with open(out, "w") as f:
+                proc = subprocess.Popen([self.runner, "--socket", d.sock, "--", prog, f"{size // MiB}M"],
+                                        stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+            try:
+                end = time.monotonic() + self.p["run_timeout"]
+                while "touched_file_bytes=" not in state() and proc.poll() is None and time.monotonic() < end:
+                    time.sleep(0.1)
+                before = parse_kv(state())
+                if "touched_file_bytes" not in before:
+                    raise RuntimeError(f"hp-shmem did not touch its memory: {state()[-300:]}")
+                pressure(True)
+                end = time.monotonic() + 60
+                while "untouched subpages of shared reservations released" not in d.text() and \
+                        time.monotonic() < end:
+                    time.sleep(0.1)
+                pressure(False)
+                proc.send_signal(signal.SIGUSR1)
+                proc.wait(self.p["run_timeout"])
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            kv = parse_kv(state())
+            if proc.returncode or "released_file_bytes" not in kv:
+                raise RuntimeError(f"hp-shmem exited with status {proc.returncode}: {state()[-300:]}")
+            st = d.stats_of(int(kv["pid"]))
+        finally:
+            d.stop()
+            if not self.args.keep_logs:
+                d.cleanup()
+            os.unlink(conf.name)
+        r = {k: int(kv[k]) for k in ("touched_file_bytes", "released_file_bytes", "released_rss") if k in kv}
+        r.update({k: v for k, v in st.items() if k.startswith("shmem_") or k == "pages_populated"})
+        r["mismatches"], r["released_nonzero"] = int(kv.get("mismatches", -1)), int(kv.get("released_nonzero", -1))
+        res["runs"]["hugepaged"] = [r]
+        res["median"]["hugepaged"] = r
+        held, rss = r.get("released_file_bytes"), r.get("released_rss")
+        intact = r["mismatches"] == 0 and r["released_nonzero"] == 0
+        self.row("S14", "memory after release", {"touched": scale(touched, 1 / MiB),
+                                                 "reserved": scale(r.get("touched_file_bytes"), 1 / MiB)},
+                 scale(held, 1 / MiB), div(held, touched), "touched", "<= 1.10x touched",
+                 check(lambda: held <= 1.10 * touched and intact), "MiB",
+                 note=f"{size // MiB} MiB of shared memory, {regions} regions dense and {regions} with one 4 KiB "
+                      f"page touched: the file's blocks after the release (Rss {(rss or 0) / MiB:.1f} MiB), "
+                      f"{r.get('shmem_subpages_punched', 0)} subpages punched; data intact: {intact}")
+
+    def s14_postgres(self):
+        """PostgreSQL 15 (Debian's) pgbench -S, 2 clients, shared_buffers
+        pg_buffers, a data set of pg_scale read into them by pg_prewarm:
+        plain (no hugepaged), under hugepaged-run with huge_pages=off (the
+        shmem backend) and with huge_pages=on and vm.nr_hugepages=0 (the
+        daemon grows the pool). One pgbench -i; each run starts the server
+        on that data, prewarms, waits for the collapses and runs pgbench."""
+        import pwd
+        res = self.results.setdefault("S14 postgres", {"runs": {}, "median": {}})
+        bindir = "/usr/lib/postgresql/15/bin"
+        modes = ["plain", "hugepaged", "hugepaged huge_pages=on"]
+        metrics = ["pgbench -S TPS (huge_pages=off)", "ShmemPmdMapped of the postmaster",
+                   "pgbench -S TPS (huge_pages=on, empty pool)"]
+        missing = [p for p in ("initdb", "postgres", "pg_ctl", "pg_isready", "pgbench", "psql")
+                   if not os.access(os.path.join(bindir, p), os.X_OK)]
+        why = None
+        if missing:
+            why = f"PostgreSQL 15 missing ({', '.join(missing)}; Debian postgresql-15)"
+        elif not os.path.exists("/usr/lib/postgresql/15/lib/pg_prewarm.so"):
+            why = "pg_prewarm missing (Debian postgresql-15)"
+        else:
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError:
+                why = "no postgres user (Debian postgresql-15 creates it)"
+        if why:
+            res["skipped"] = why
+            for m in metrics:
+                self.row("S14", f"postgres: {m}", {}, None, None, "", "", None, note="skipped: " + why)
+            return
+        sb, scl, secs = self.p["pg_buffers"], self.p["pg_scale"], self.p["pg_seconds"]
+        nr_path = "/proc/sys/vm/nr_hugepages"
+
+        def nr():
+            with open(nr_path) as f:
+                return int(f.read())
+
+        def set_nr(v):
+            with open(nr_path, "w") as f:
+                f.write(str(v))
+        nr0 = nr()
+        self.restore.append((nr_path, str(nr0)))
+        top = tempfile.mkdtemp(prefix="hp-bench-S14-pg-")
+        os.chmod(top, 0o755)
+        data, sock, bins = (os.path.join(top, x) for x in ("data", "run", "bin"))
+        for p in (data, sock):
+            os.mkdir(p, 0o700)
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        os.mkdir(bins, 0o755)
+        # copies the postgres user can run, whatever the build tree's permissions
+        runner = os.path.join(bins, "hugepaged-run")
+        preload = os.path.join(bins, "libhugepaged-preload.so")
+        shutil.copy2(self.runner, runner)
+        shutil.copy2(os.path.join(self.args.build, "libclient", "libhugepaged-preload.so"), preload)
+        for p in (runner, preload):
+            os.chmod(p, 0o755)
+        env = dict(os.environ, HUGEPAGED_PRELOAD=preload, LC_ALL="C")
+        env.pop("MALLOC_PERTURB_", None)
+        as_pg = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--"]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+        conn = ["-h", sock, "-p", port, "-U", "postgres"]
+        psql = as_pg + [os.path.join(bindir, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", *conn, "postgres"]
+        pg_log = os.path.join(top, "postgres.log")
+        d = None
+
+        def sh(argv, what, timeout=None):
+            r = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                               timeout=timeout or self.p["run_timeout"] * 5)
+            if r.returncode:
+                raise RuntimeError(f"{what} exited with status {r.returncode}: {(r.stderr or r.stdout)[-300:]}")
+            return r.stdout
+
+        def start(mode):
+            argv = [os.path.join(bindir, "postgres"), "-D", data, "-k", sock, "-p", port,
+                    "-c", "listen_addresses=", "-c", f"shared_buffers={sb // MiB}MB", "-c", "fsync=off",
+                    "-c", "max_connections=20", "-c", "huge_pages=" + ("on" if mode.endswith("=on") else "off")]
+            if mode != "plain":
+                argv = [runner, "--socket", d.sock, "--"] + argv
+            with open(pg_log, "w") as lf:
+                proc = subprocess.Popen(as_pg + argv, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL, env=env,
+                                        start_new_session=True)
+            end = time.monotonic() + 120
+            while subprocess.run(as_pg + [os.path.join(bindir, "pg_isready"), "-q", *conn], env=env).returncode:
+                if proc.poll() is not None or time.monotonic() > end:
+                    with open(pg_log) as f:
+                        raise RuntimeError(f"postgres ({mode}) did not start: {f.read()[-400:]}")
+                time.sleep(0.2)
+            with open(pg_log) as f:
+                unmanaged = [l for l in f.read().splitlines() if "running unmanaged" in l]
+            if mode != "plain" and unmanaged:
+                stop(proc)
+                raise RuntimeError(f"hugepaged-run ran postgres unmanaged: {unmanaged[-1][:300]}")
+            return proc
+
+        def stop(proc):
+            subprocess.run(as_pg + [os.path.join(bindir, "pg_ctl"), "stop", "-D", data, "-m", "fast", "-w",
+                                    "-t", "60"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+        def one(mode):
+            if mode.endswith("=on"):
+                set_nr(0)
+            r = {"nr_hugepages_start": nr()}
+            proc = start(mode)
+            pm = proc.pid       # setpriv and hugepaged-run exec: the postmaster
+            try:
+                blocks = sh(psql + ["-c", "select pg_prewarm('pgbench_accounts') + "
+                                          "pg_prewarm('pgbench_accounts_pkey')"], "pg_prewarm").strip()
+                r["prewarmed_bytes"] = int(blocks) * 8192
+
+                def pmd():
+                    m = memory_of(pm)
+                    return m.get("ShmemPmdMapped", 0) + m.get("FilePmdMapped", 0)
+                # collapses run off the fault path: wait for them (a bound) until
+                # they stop growing
+                end, last, since = time.monotonic() + 60, -1, time.monotonic()
+                while mode == "hugepaged" and time.monotonic() < end:
+                    v = pmd()
+                    if v != last:
+                        last, since = v, time.monotonic()
+                    elif time.monotonic() - since > 3 or v >= 0.9 * sb:
+                        break
+                    time.sleep(0.2)
+                out = sh(as_pg + [os.path.join(bindir, "pgbench"), "-n", "-S", "-c", "2", "-j", "2", "-T", str(secs),
+                                  *conn, "postgres"], "pgbench -S")
+                m = re.search(r"tps = ([0-9.]+)", out)
+                if not m or not re.search(r"number of failed transactions: 0\b", out):
+                    raise RuntimeError(f"pgbench -S: {out[-300:]}")
+                r["tps"] = float(m.group(1))
+                mem = memory_of(pm)
+                r["pmd_bytes"] = mem.get("ShmemPmdMapped", 0) + mem.get("FilePmdMapped", 0)
+                r["hugetlb_bytes"] = mem.get("Shared_Hugetlb", 0) + mem.get("Private_Hugetlb", 0)
+                r["nr_hugepages_running"] = nr()
+            finally:
+                stop(proc)
+            if mode.endswith("=on"):
+                end = time.monotonic() + 30     # the daemon gives the pages back on its own thread
+                while nr() != 0 and time.monotonic() < end:
+                    time.sleep(0.05)
+                r["nr_hugepages_after"] = nr()
+                set_nr(nr0)
+            return r
+        try:
+            sh(as_pg + [os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+               "initdb")
+            d = Daemon(self, "S14-postgres", ["--group", "postgres"])
+            os.chmod(d.dir, 0o755)      # the postgres user connects to its socket
+            log(f"  S14 postgres: pgbench -i -s {scl}")
+            proc = start("plain")
+            try:
+                sh(as_pg + [os.path.join(bindir, "pgbench"), "-i", "-q", "-s", str(scl), *conn, "postgres"],
+                   "pgbench -i")
+                sh(psql + ["-c", "create extension pg_prewarm"], "create extension pg_prewarm")
+            finally:
+                stop(proc)
+            for i in range(self.p["pg_repeat"]):
+                for mode in modes:
+                    log(f"  S14 postgres {mode} #{i + 1}")
+                    try:
+                        res["runs"].setdefault(mode, []).append(one(mode))
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                        log(f"  S14 postgres {mode}: {e}")
+                        res.setdefault("failures", []).append(f"{mode}: {e}")
+            for mode in modes:
+                rs = res["runs"].get(mode, [])
+                keys = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
+                res["median"][mode] = {k: median([r.get(k) for r in rs]) for k in keys}
+            clients = {}
+            gone = [GONE_RE.search(l) for l in d.text().splitlines()]
+            for m in gone:
+                if m and m.group(2) == "postgres":
+                    for k, v in re.findall(r"([a-z0-9_]+)=(\d+)", m.group(4)):
+                        clients[k] = clients.get(k, 0) + int(v)
+            res["daemon"] = clients
+        finally:
+            if d:
+                d.stop()
+                if not self.args.keep_logs:
+                    d.cleanup()
+            set_nr(nr0)
+            shutil.rmtree(top, ignore_errors=True)
+        med = res["median"]
+        pl, hp, on = (med.get(m, {}) for m in modes)
+        n = self.p["pg_repeat"]
+        runs = f"median of {n} runs of {secs} s" if n > 1 else f"1 run of {secs} s"
+        if n > 1:
+            runs += " (TPS min/median/max: " + ", ".join(
+                f"{m} {fmt_spread(spread(res['runs'].get(m, []), 'tps'))}" for m in modes) + ")"
+        fill = (pl.get("prewarmed_bytes") or hp.get("prewarmed_bytes") or 0) / sb
+        t, tp = hp.get("tps"), pl.get("tps")
+        self.row("S14", "postgres: pgbench -S TPS (huge_pages=off)", {"plain": tp}, t, div(t, tp), "plain",
+                 ">= 1.0x plain", check(lambda: t >= tp), "1/s",
+                 note=f"PostgreSQL 15, 2 clients, shared_buffers {sb // MiB} MiB, scale {scl}, accounts and their "
+                      f"index prewarmed ({fill:.0%} of shared_buffers); {runs}; under hugepaged-run the "
+                      f"shared memory is the shmem backend's")
+        pmd = hp.get("pmd_bytes")
+        self.row("S14", "postgres: ShmemPmdMapped of the postmaster", {"plain": scale(pl.get("pmd_bytes"), 1 / MiB)},
+                 scale(pmd, 1 / MiB), div(pmd, sb), "shared_buffers", ">= 0.90x shared_buffers",
+                 check(lambda: pmd >= 0.9 * sb), "MiB",
+                 note=f"ShmemPmdMapped + FilePmdMapped (smaps_rollup) after pgbench; the prewarmed data is "
+                      f"{fill:.0%} of shared_buffers, {res['daemon'].get('shmem_promotions', 0)} in-place "
+                      f"collapses (postmaster and backends), {res['daemon'].get('shmem_reservations_nohuge', 0)} reservations "
+                      f"without a huge page")
+        to = on.get("tps")
+        back = [r.get("nr_hugepages_after") for r in res["runs"].get(modes[2], [])]
+        self.row("S14", "postgres: pgbench -S TPS (huge_pages=on, empty pool)", {"plain": tp}, to, div(to, tp),
+                 "plain", ">= 1.0x plain", check(lambda: to >= tp), "1/s",
+                 note=f"vm.nr_hugepages 0 at start, grown by the daemon ({on.get('nr_hugepages_running')} while "
+                      f"running, {(on.get('hugetlb_bytes') or 0) / MiB:.0f} MiB hugetlb in the postmaster); "
+                      f"back to 0 after every run: {bool(back) and all(b == 0 for b in back)} ({back}); "
+                      f"restored to {nr0} after")
 
     def case_s9(self, d):
         n = self.p["scale_clients"]

@@ -7,7 +7,8 @@
 # Needs root and a build (./test.sh, or ./test.sh --build-only); rebuilds
 # what changed first. The full set takes about 15 minutes, --quick about 3
 # (plus S12's real programs: python3, redis-server and redis-benchmark from
-# Debian's redis-server and redis-tools, and sort).
+# Debian's redis-server and redis-tools, and sort; and S14's PostgreSQL 15,
+# Debian's postgresql-15, about a minute quick, 2 to 3 full).
 # See bench/bench.py --help for every option.
 set -euo pipefail
 root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)

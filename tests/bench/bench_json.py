@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """bench/run.sh end to end with tiny sizes (--smoke): the JSON it writes has
 every case with every baseline, and the hugepaged runs show served faults
-and promotions. Not a benchmark: the numbers themselves are not checked.
+and promotions; S14 has its rows, its released shared memory kept its data,
+PostgreSQL's shared memory got PMD-mapped under hugepaged and the hugetlb
+pool went back to 0 (or the part says why it was skipped: no PostgreSQL 15).
+Not a benchmark: the numbers themselves are not checked.
 Skips (77) without root or /dev/userfaultfd."""
 import json
 import os
@@ -32,6 +35,12 @@ S12 = {
     "redis": ("redis-server", [": load (DEBUG POPULATE)", ": SET -P 16", ": GET -P 16", ": RSS", ": AnonHugePages"]),
     "sort": ("sort -S", [": sort", ": sort throughput", ": RSS", ": AnonHugePages"]),
 }
+# S14, shared memory: its rows, and the parts run apart (cases["S14 <part>"]:
+# the runs each must have; a part whose program is missing says "skipped")
+S14_ROWS = ["shmem 4 KiB fault p50", "in-place collapse vs anon collapse p50", "memory after release",
+            "postgres: pgbench -S TPS (huge_pages=off)", "postgres: ShmemPmdMapped of the postmaster",
+            "postgres: pgbench -S TPS (huge_pages=on, empty pool)"]
+S14_PARTS = {"release": ["hugepaged"], "postgres": ["plain", "hugepaged", "hugepaged huge_pages=on"]}
 
 
 def main():
@@ -95,6 +104,34 @@ def main():
                    f"S12 {name} has its '{suf[2:]}' row")
         served = sum(r.get("faults_served", 0) for r in c["runs"].get("hugepaged", []))
         expect(served > 0, f"S12 {name}: hugepaged served the program's faults ({served:.0f})")
+
+    # S14: every row, and the parts ran (or say why they were skipped)
+    s14_rows = [r["metric"] for r in res["rows"] if r["case"] == "S14"]
+    for m in S14_ROWS:
+        expect(m in s14_rows, f"S14 has its '{m}' row")
+    for name, modes in S14_PARTS.items():
+        c = cases.get(f"S14 {name}")
+        if not expect(c is not None, f"S14 {name} is in the JSON"):
+            continue
+        expect("error" not in c, f"S14 {name} ran without error: {c.get('error', '')[:200]}")
+        if "skipped" in c:
+            print(f"note: S14 {name} skipped: {c['skipped']}", flush=True)
+            continue
+        for m in modes:
+            expect(c["runs"].get(m), f"S14 {name} has a {m} run")
+        if name == "release":
+            for r in c["runs"].get("hugepaged", []):
+                expect(r.get("mismatches") == 0 and r.get("released_nonzero") == 0,
+                       f"S14 release: data intact, released pages zero ({r.get('mismatches')}, "
+                       f"{r.get('released_nonzero')})")
+                expect(r.get("shmem_subpages_punched", 0) > 0,
+                       f"S14 release: the daemon punched subpages ({r.get('shmem_subpages_punched')})")
+        else:
+            pmd = [r.get("pmd_bytes", 0) for r in c["runs"].get("hugepaged", [])]
+            expect(pmd and min(pmd) > 0, f"S14 postgres: the postmaster's shared memory PMD-mapped ({pmd})")
+            back = [r.get("nr_hugepages_after") for r in c["runs"].get("hugepaged huge_pages=on", [])]
+            expect(back and all(b == 0 for b in back),
+                   f"S14 postgres: with huge_pages=on the pool is back to 0 after every run ({back})")
 
     # hugepaged really managed the memory: served faults, and promotions where dense
     def hp_runs(c):
