@@ -343,6 +343,8 @@ static void rearm_run(struct client *c, uint64_t idx, bool now)
         rearm_span(c, lo, hi);
 }
 
+static void rearm_all(struct client *c, bool now);
+
 struct unarmed_list {
         uint64_t *v;
         size_t n, cap;
@@ -357,6 +359,17 @@ static void collect_unarmed(struct region_table *t, struct region *r, void *ud)
 
 void promote_rearm_pending(struct client *c)
 {
+        rearm_all(c, true);
+}
+
+void promote_rearm_idle(struct client *c)
+{
+        if (c->unregistered)
+                rearm_all(c, false);
+}
+
+static void rearm_all(struct client *c, bool now)
+{
         struct unarmed_list l = { .cap = c->regions.count };
 
         if (!c->regions.count)
@@ -366,7 +379,7 @@ void promote_rearm_pending(struct client *c)
                 return;
         region_foreach_in(&c->regions, 0, UINT64_MAX, collect_unarmed, &l);
         for (size_t i = 0; i < l.n; i++)
-                rearm_run(c, l.v[i], true);     /* later ones of a run are no longer unarmed */
+                rearm_run(c, l.v[i], now);      /* later ones of a run are no longer unarmed */
         free(l.v);
 }
 
@@ -385,9 +398,15 @@ static void job_apply(struct client *c, struct promote_job *j)
                 region_remove(&c->regions, r);
                 return;
         }
-        if (j->native && j->result == 0 && !c->syncs) {
+        const struct range *rg = range_find(&c->ranges, j->idx << REGION_SHIFT);
+        bool first = rg && rg->start >= (j->idx << REGION_SHIFT);
+        if (j->native && j->result == 0 && !c->syncs && !first) {
                 /* A THP: registered again with the rest of its run once the
-                 * stream is through (rearm_run); handed over till then. */
+                 * stream is through (rearm_run); handed over till then.
+                 * Not the first region of a range: with it registered, a
+                 * block is never one unregistered VMA, which an mremap()
+                 * would move with no event (the shim's realloc); split, the
+                 * move fails and the shim asks for a SYNC first. */
                 r->flags |= REGION_F_UNARMED;
                 c->unregistered++;
         } else if (j->native) {

@@ -26,6 +26,9 @@ int promote_region(struct client *c, struct region *r, bool native, uint64_t not
 /* Register again every region left handed to the kernel after its
  * promotion (waiting for a stream to pass: promote.c), now. */
 void promote_rearm_pending(struct client *c);
+/* The heartbeat: register again the runs of c no job next to them holds
+ * back (a safety net: a run is normally registered by its neighbour's job). */
+void promote_rearm_idle(struct client *c);
 /* Drop the jobs of a client that is going away (not yet started ones). */
 void promote_forget_client(struct manager *m, uint64_t client_id);
 

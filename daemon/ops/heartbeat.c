@@ -16,6 +16,7 @@
 #include "bus-thread.h"
 #include "client.h"
 #include "heartbeat.h"
+#include "promote.h"
 #include "coverage.h"
 #include "log.h"
 #include "manager.h"
@@ -61,6 +62,7 @@ static void on_tick(struct watch *w, int revents)
                 if (c->state == CLIENT_READY) {
                         client_lock(c);
                         memcg_recheck(&c->memcg, c->pid, now);
+                        promote_rearm_idle(c);
                         client_unlock(c);
                 }
         coverage_tick(m);
