@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         require(r == t && size == hp_msg_size((uint16_t)r));
         require(r == HP_MSG_HELLO || r == HP_MSG_UFFD || r == HP_MSG_REGISTER || r == HP_MSG_UNREGISTER ||
                 r == HP_MSG_SET_POLICY || r == HP_MSG_GET_STATS || r == HP_MSG_SYNC || r == HP_MSG_HUGETLB_RESERVE ||
-                r == HP_MSG_INHERIT);
+                r == HP_MSG_INHERIT || r == HP_MSG_SHMEM_CREATE);
         if (r == HP_MSG_REGISTER || r == HP_MSG_UNREGISTER || r == HP_MSG_SYNC) {
                 const struct hp_range_req *q = (const void *)buf;
                 require(q->length > 0 && q->addr + q->length > q->addr && q->addr + q->length <= HP_USER_ADDR_MAX);
@@ -48,11 +48,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         require(q->threshold <= HP_REGION_PAGES &&
                                 (q->backend == HP_RANGE_ANON ||
                                  (q->backend == HP_RANGE_HUGETLB && q->threshold == 0 &&
-                                  (q->addr | q->length) % HP_REGION_SIZE == 0)));
+                                  (q->addr | q->length) % HP_REGION_SIZE == 0) ||
+                                 (q->backend == HP_RANGE_SHMEM && q->addr % HP_REGION_SIZE == 0)));
         }
         if (r == HP_MSG_HUGETLB_RESERVE) {
                 const struct hp_hugetlb_req *q = (const void *)buf;
                 require(q->pages <= HP_HUGETLB_PAGES_MAX && q->flags == 0 && q->reserved == 0);
+        }
+        if (r == HP_MSG_SHMEM_CREATE) {
+                const struct hp_shmem_req *q = (const void *)buf;
+                require(q->length > 0 && q->length <= HP_SHMEM_LENGTH_MAX && q->flags == 0 && q->reserved == 0);
         }
         if (r == HP_MSG_SET_POLICY) {
                 const struct hp_policy *p = (const void *)buf;
