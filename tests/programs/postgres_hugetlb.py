@@ -21,7 +21,8 @@ import time
 import progtest
 from progtest import Failure, Skip, hptest, log
 
-BIN = "/usr/lib/postgresql/15/bin"
+BIN = progtest.PG_BIN
+as_postgres = progtest.as_postgres
 NR = "/proc/sys/vm/nr_hugepages"
 
 
@@ -33,22 +34,6 @@ def read_nr():
 def write_nr(v):
     with open(NR, "w") as f:
         f.write(f"{v}\n")
-
-
-def as_postgres(argv):
-    return ["runuser", "-u", "postgres", "--", *argv]
-
-
-def wait_ready(ctx, sockdir, port, proc, timeout=60):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        r = hptest.run([f"{BIN}/pg_isready", "-h", sockdir, "-p", str(port)], timeout=30)
-        if r.rc == 0:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def hugetlb_mapped(pid):
@@ -107,7 +92,7 @@ def test(ctx):
                         stdout=logf, stderr=logf)
     logf.close()
     try:
-        ready = wait_ready(ctx, sockdir, port, proc)
+        ready = progtest.pg_wait_ready(sockdir, port, proc)
         ctx.require(ready, "under hugepaged-run it starts with huge_pages=on and the pool empty at start:\n"
                     + hptest.indent(open(log_path).read()[-3000:]))
         pm = int(open(os.path.join(data, "postmaster.pid")).readline())

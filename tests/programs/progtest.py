@@ -342,3 +342,27 @@ def redis_structures(c, n=20000):
     for r in c.pipeline(cmds):
         if isinstance(r, RedisError):
             raise Failure(f"structures: {r}")
+
+
+# ---- PostgreSQL (Debian's 15), for the postgres tests ---------------------------
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def as_postgres(argv):
+    """argv run as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def pg_wait_ready(sockdir, port, proc, timeout=60):
+    """Wait until the server started as proc accepts connections: False if
+    it exits first or timeout seconds pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        r = hptest.run([f"{PG_BIN}/pg_isready", "-h", sockdir, "-p", str(port)], timeout=30)
+        if r.rc == 0:
+            return True
+        time.sleep(0.2)
+    return False
