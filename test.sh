@@ -89,12 +89,14 @@ run_sanitized() {
   export UBSAN_OPTIONS="log_path=$reports/ubsan:halt_on_error=1:print_stacktrace=1"
   export HP_SANITIZE=1
   meson test -C build-sanitize --print-errorlogs "$@" || rc=$?
+  # Kept in meson-logs too, where .ci/run's summary finds them.
+  rm -f build-sanitize/meson-logs/sanitizer-reports.txt
   if compgen -G "$reports/*" >/dev/null; then
     echo "test.sh: sanitizer reports:" >&2
     for f in "$reports"/*; do
-      echo "==== $f" >&2
-      cat "$f" >&2
-    done
+      echo "==== $f"
+      cat "$f"
+    done | tee build-sanitize/meson-logs/sanitizer-reports.txt >&2
     rc=1
   fi
   rm -rf "$reports"
