@@ -240,10 +240,19 @@ static bool may_promote(struct client *c, struct region *r, unsigned n, unsigned
  * the holes with zeros itself, and the client's faults in them meanwhile are
  * ordinary kernel faults; the job registers it again (promote.c). Past the
  * VMA budget, fill the holes with copies and collapse in place (registered).
+ *
+ * The first region of a range is always filled and collapsed in place, and
+ * is never handed to the kernel otherwise either (the dense path needs
+ * promoted regions before the fault, the stream's regions ahead come after
+ * it): so a range always keeps a registered part. A range all unregistered
+ * would be one VMA the kernel knows nothing of, and an mremap() (the shim's
+ * realloc) would move it with no event: we would lose it. With a registered
+ * part the unregistered regions split the VMA, the move fails with EFAULT,
+ * and the shim asks for a SYNC and tries again.
  */
-static void promote_threshold(struct client *c, struct region *r, uint64_t rstart)
+static void promote_threshold(struct client *c, const struct range *rg, struct region *r, uint64_t rstart)
 {
-        if (unregister_native(c, rstart, 1) == 0)
+        if (rstart > rg->start && unregister_native(c, rstart, 1) == 0)
                 queue_native(c, r);
         else
                 promote_region(c, r, false, 0);
@@ -344,7 +353,7 @@ static void anon_fault(struct client *c, struct range *rg, uint64_t addr, uint64
         bool early = r->populated < full;
         if (policy_should_promote(r, threshold, whole) && may_promote(c, r, 1, r->populated, false, early)) {
                 density_note(c, rg, early ? POLICY_REGION_LEARNED : POLICY_REGION_DENSE);
-                promote_threshold(c, r, rstart);
+                promote_threshold(c, rg, r, rstart);
         }
 }
 

@@ -22,9 +22,10 @@
  *    until the jobs next to it are done, and its run is registered again
  *    in one go: registering waits for any fault in progress in the VMA it
  *    splits, which in a stream is the stream's THP fault (rearm_run).
- *    While unregistered, a region splits its VMA in three: a resizing
- *    mremap() fails with EFAULT, which the shim answers with SYNC (wait for
- *    the jobs in that span) and a retry. The VMA budget (policy.h) bounds how
+ *    While unregistered, a region splits its VMA (the first region of a
+ *    range is never handed over: anon.c): a resizing mremap() fails with
+ *    EFAULT, which the shim answers with SYNC (wait for the jobs in that
+ *    span) and a retry. The VMA budget (policy.h) bounds how
  *    many regions of a client are unregistered at once.
  *  - Fill jobs, past that bound: UFFDIO_COPY zeros into the region's holes
  *    (collapse refuses pte_none entries in uffd-armed VMAs), then
@@ -398,15 +399,12 @@ static void job_apply(struct client *c, struct promote_job *j)
                 region_remove(&c->regions, r);
                 return;
         }
-        const struct range *rg = range_find(&c->ranges, j->idx << REGION_SHIFT);
-        bool first = rg && rg->start >= (j->idx << REGION_SHIFT);
-        if (j->native && j->result == 0 && !c->syncs && !first) {
+        if (j->native && j->result == 0 && !c->syncs) {
                 /* A THP: registered again with the rest of its run once the
-                 * stream is through (rearm_run); handed over till then.
-                 * Not the first region of a range: with it registered, a
-                 * block is never one unregistered VMA, which an mremap()
-                 * would move with no event (the shim's realloc); split, the
-                 * move fails and the shim asks for a SYNC first. */
+                 * stream is through (rearm_run); handed over till then. The
+                 * first region of its range, never handed over (anon.c,
+                 * promote_threshold), keeps the range's VMA split, so an
+                 * mremap() fails and the shim asks for a SYNC first. */
                 r->flags |= REGION_F_UNARMED;
                 c->unregistered++;
         } else if (j->native) {

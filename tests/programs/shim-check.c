@@ -12,6 +12,8 @@
  *                    in both directions, realloc growth to 384 MiB by mremap
  *   threads N ITER   N threads allocate, resize, verify and free large blocks
  *                    at once, and free each other's
+ *   remap N          N blocks of 1 to 4 regions written whole and grown by
+ *                    realloc() at once, while the daemon promotes them
  *   fork             fork() without exec: the child reads, resizes and frees
  *                    the parent's blocks and makes new (unmanaged) ones; the
  *                    parent's data is unaffected
@@ -526,6 +528,38 @@ static void mode_threads(int argc, char **argv)
         printf("operations=%lu\n", (unsigned long)atomic_load(&thread_ops));
 }
 
+/* ---- remap ---------------------------------------------------------------------- */
+
+/*
+ * Blocks of 1 to 4 regions, written whole (the daemon promotes their regions)
+ * and grown by realloc() at once, while those promotions are in flight: the
+ * grown block must still be registered, with its data. A block the daemon had
+ * handed to the kernel whole would be one unregistered mapping, which the
+ * mremap() would move with no event: lost to the daemon.
+ */
+static void mode_remap(int argc, char **argv)
+{
+        unsigned long rounds = argc > 2 ? strtoul(argv[2], NULL, 10) : 100;
+
+        for (unsigned long i = 0; i < rounds; i++) {
+                size_t n = (i % 4 + 1) * REGION;
+                uint64_t seed = UINT64_C(0x7e000000) + i;
+                unsigned char *p = malloc(n), *q;
+
+                if (!p)
+                        die("malloc(%zu): %m", n);
+                fill(p, n, seed);
+                q = realloc(p, n + REGION);
+                if (!q)
+                        die("realloc(%zu): %m", n + REGION);
+                verify(q, n, seed, "remap: grown block");
+                check_block(q, n + REGION, "remap: grown block");
+                fill(q, n + REGION, seed + 1);
+                verify(q, n + REGION, seed + 1, "remap: grown block refilled");
+                free(q);
+        }
+}
+
 /* ---- fork ---------------------------------------------------------------------- */
 
 static void mode_fork(void)
@@ -936,7 +970,7 @@ int main(int argc, char **argv)
         else if (e && strcmp(e, "unmanaged") == 0)
                 expect = EXPECT_UNMANAGED;
         if (argc < 2)
-                die("usage: shim-check malloc|threads N ITER|fork|exec|spawn|signals|closefds|protnone|split|churn N");
+                die("usage: shim-check malloc|threads N ITER|remap N|fork|exec|spawn|signals|closefds|protnone|split|churn N");
         mode = argv[1];
         printf("pid=%d\n", (int)getpid());
         print_malloc_libs();
@@ -946,6 +980,8 @@ int main(int argc, char **argv)
                 mode_malloc();
         else if (strcmp(mode, "threads") == 0)
                 mode_threads(argc, argv);
+        else if (strcmp(mode, "remap") == 0)
+                mode_remap(argc, argv);
         else if (strcmp(mode, "fork") == 0)
                 mode_fork();
         else if (strcmp(mode, "exec") == 0)

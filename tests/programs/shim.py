@@ -10,6 +10,8 @@ not the shim's idea of them):
 
 - malloc: the whole malloc family, small and large, errors included
 - threads: 8 threads allocating, resizing and freeing each other's blocks
+- remap: blocks written whole and grown by realloc() while the daemon
+  promotes them: still registered, data intact
 - fork: a child without exec is a client of its own (served, its new
   blocks registered) and keeps using the parent's blocks; the parent is
   unaffected
@@ -34,6 +36,7 @@ from progtest import hptest
 MODES = [
     ("malloc", []),
     ("threads", ["8", "20"]),
+    ("remap", ["100"]),
     ("fork", []),
     ("exec", []),
     ("spawn", []),
