@@ -19,9 +19,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MAGIC, VERSION = 0x48504744, 1
 HDR = struct.Struct("=IHHIIiI")
 (HELLO, HELLO_REPLY, UFFD, REGISTER, UNREGISTER, SET_POLICY, GET_STATS, STATS_REPLY, REPLY, ERROR,
- SYNC) = range(1, 12)
+ SYNC, HUGETLB_RESERVE, INHERIT, SHMEM_CREATE) = range(1, 15)
 SIZES = {HELLO: 32, HELLO_REPLY: 40, UFFD: 24, REGISTER: 48, UNREGISTER: 48, SET_POLICY: 32, GET_STATS: 24,
-         STATS_REPLY: 24 + 14 * 8, REPLY: 24, ERROR: 24 + 200, SYNC: 48}
+         STATS_REPLY: 24 + 14 * 8, REPLY: 24, ERROR: 24 + 200, SYNC: 48, HUGETLB_RESERVE: 40, INHERIT: 24,
+         SHMEM_CREATE: 40}
 
 
 def hdr(t, length, seq=1, status=0, magic=MAGIC, version=VERSION, reserved=0):
@@ -47,6 +48,17 @@ def protocol():
         "register-wrap": rng(REGISTER, 0xfffffffffffff000, 0x2000),
         "unregister": rng(UNREGISTER, a, 2 << 20),
         "sync": rng(SYNC, a, 8 << 20),
+        "hugetlb-reserve": hdr(HUGETLB_RESERVE, 40) + struct.pack("=QII", 16, 0, 0),
+        "hugetlb-reserve-shared": hdr(HUGETLB_RESERVE, 40) + struct.pack("=QII", 16, 1, 0),
+        "hugetlb-reserve-huge": hdr(HUGETLB_RESERVE, 40) + struct.pack("=QII", 1 << 40, 2, 0),
+        "register-hugetlb": rng(REGISTER, a, 4 << 20, 1, 0),
+        "inherit": hdr(INHERIT, 24),
+        "shmem-create": hdr(SHMEM_CREATE, 40) + struct.pack("=QII", 64 << 20, 0, 0),
+        "shmem-create-zero": hdr(SHMEM_CREATE, 40) + struct.pack("=QII", 0, 0, 0),
+        "shmem-create-huge": hdr(SHMEM_CREATE, 40) + struct.pack("=QII", 1 << 62, 0, 0),
+        "shmem-create-flags": hdr(SHMEM_CREATE, 40) + struct.pack("=QII", 2 << 20, 1, 1),
+        "register-shmem": rng(REGISTER, a, 8 << 20, 2, 0),
+        "register-shmem-misaligned": rng(REGISTER, a + 4096, 8 << 20, 2, 0),
         "policy": hdr(SET_POLICY, 32) + struct.pack("=II", 64, 1),
         "policy-bad": hdr(SET_POLICY, 32) + struct.pack("=II", 0, 0x80),
         "get-stats": hdr(GET_STATS, 24),
