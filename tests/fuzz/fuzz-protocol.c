@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (r == HP_MSG_HUGETLB_RESERVE) {
                 const struct hp_hugetlb_req *q = (const void *)buf;
-                require(q->pages <= HP_HUGETLB_PAGES_MAX && q->flags == 0 && q->reserved == 0);
+                require(q->pages <= HP_HUGETLB_PAGES_MAX && !(q->flags & ~HP_HUGETLB_FLAGS_ALL) && q->reserved == 0);
         }
         if (r == HP_MSG_SHMEM_CREATE) {
                 const struct hp_shmem_req *q = (const void *)buf;
