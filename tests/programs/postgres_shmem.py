@@ -51,17 +51,7 @@ def test(ctx):
     with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
         log(f"shmem_enabled: {f.read().strip()}")
 
-    base = os.path.join(ctx.tmp, "pg")
-    data, sockdir = os.path.join(base, "data"), os.path.join(base, "run")
-    os.makedirs(sockdir)
-    os.chown(base, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
-    os.chown(sockdir, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
-    r = hptest.run(as_postgres([f"{BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"]), timeout=300)
-    ctx.require(r.rc == 0, f"initdb (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
-    port = progtest.free_port()
-    server = [f"{BIN}/postgres", "-D", data, "-c", "huge_pages=off", "-c", "shared_buffers=128MB",
-              "-c", f"port={port}", "-c", f"unix_socket_directories={sockdir}", "-c", "listen_addresses="]
-    log_path = os.path.join(base, "server.log")
+    data, sockdir, port, server, log_path = progtest.pg_cluster(ctx, "off")
 
     d = ctx.daemon("--group", "postgres")
     if "the shmem backend is off" in d.log():

@@ -13,6 +13,7 @@ Standard library only. Sizes are bytes unless a name says otherwise.
 """
 
 import os
+import pwd
 import shutil
 import socket
 import sys
@@ -352,6 +353,24 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 def as_postgres(argv):
     """argv run as the postgres user."""
     return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def pg_cluster(ctx, huge_pages):
+    """initdb a cluster under ctx.tmp owned by postgres: (data, sockdir,
+    port, server argv with huge_pages= and 128 MB of shared_buffers on a
+    free port and only a unix socket, path for the server's log)."""
+    pw = pwd.getpwnam("postgres")
+    base = os.path.join(ctx.tmp, "pg")
+    data, sockdir = os.path.join(base, "data"), os.path.join(base, "run")
+    os.makedirs(sockdir)
+    for p in (base, sockdir):
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    r = hptest.run(as_postgres([f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"]), timeout=300)
+    ctx.require(r.rc == 0, f"initdb (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+    port = free_port()
+    server = [f"{PG_BIN}/postgres", "-D", data, "-c", f"huge_pages={huge_pages}", "-c", "shared_buffers=128MB",
+              "-c", f"port={port}", "-c", f"unix_socket_directories={sockdir}", "-c", "listen_addresses="]
+    return data, sockdir, port, server, os.path.join(base, "server.log")
 
 
 def pg_wait_ready(sockdir, port, proc, timeout=60):
