@@ -106,6 +106,28 @@ def group_stacks(pgid):
     return lines
 
 
+def wait_or_fail(ctx, p, timeout, what):
+    """Wait for p (spawned) to end. After timeout seconds, log the kernel
+    stacks of its process group (where it is stuck), kill it and fail with
+    `what`, which says what should have happened."""
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for line in group_stacks(p.pid):
+            log("  " + line)
+        kill_tree(p)
+        ctx.require(False, what)
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (R, S, D, T...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
 def _cleanup():
     for p in _procs:
         # Only while p is unreaped is its pid (= its group id) surely ours.

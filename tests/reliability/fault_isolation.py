@@ -20,20 +20,11 @@ intact. No time is asserted: the timeouts only detect a B that never ends.
 
 import os
 import signal
-import subprocess
 import time
 
 import hptest
 
 A_MIB = 512
-
-
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return None
 
 
 def start_a(ctx, d, mode):
@@ -60,13 +51,7 @@ def start_a(ctx, d, mode):
 
 
 def finish_a(ctx, p, argv_desc, out_path, err_path):
-    try:
-        p.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        for line in hptest.group_stacks(p.pid):
-            hptest.log("  " + line)
-        hptest.kill_tree(p)
-        ctx.require(False, f"A ({argv_desc}) finished once let go")
+    hptest.wait_or_fail(ctx, p, 300, f"A ({argv_desc}) finished once let go")
     with open(out_path) as f, open(err_path) as e:
         r = hptest.Result([argv_desc], p.returncode, f.read(), e.read())
     ctx.expect(r.rc == 0 and r.int("mismatches") == 0 and r.int("pages") == A_MIB * 256,
@@ -94,7 +79,7 @@ def test(ctx):
     os.killpg(p.pid, signal.SIGSTOP)
     try:
         run_b(ctx, d, "was stopped")
-        ctx.expect(proc_state(pid) == "T", f"A was still stopped when B was done (state {proc_state(pid)})")
+        ctx.expect(hptest.proc_state(pid) == "T", f"A was still stopped when B was done (state {hptest.proc_state(pid)})")
     finally:
         os.killpg(p.pid, signal.SIGCONT)
     finish_a(ctx, p, "touch, stopped and continued", out_path, err_path)

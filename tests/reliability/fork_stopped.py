@@ -15,7 +15,6 @@ would hit the test's bound.
 import os
 import re
 import signal
-import subprocess
 import time
 
 import hptest
@@ -46,13 +45,7 @@ def test(ctx):
     try:
         with open(fifo, "w") as f:
             f.write("go\n")
-        try:
-            p.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            for line in hptest.group_stacks(p.pid):
-                hptest.log("  " + line)
-            hptest.kill_tree(p)
-            ctx.require(False, "the forks returned with the daemon stopped (a child waits on it)")
+        hptest.wait_or_fail(ctx, p, 120, "the forks returned with the daemon stopped (a child waits on it)")
     finally:
         os.kill(d.proc.pid, signal.SIGCONT)
     with open(out_path) as f, open(err_path) as e:

@@ -17,7 +17,6 @@ unmanaged).
 
 import os
 import re
-import subprocess
 import time
 
 import hptest
@@ -82,13 +81,7 @@ def test(ctx):
             break
         time.sleep(0.02)
     ctx.require(killed, f"the daemon was killed while the program forked (after {KILL_AFTER} of {FORKS} forks)")
-    try:
-        p.wait(timeout=400)
-    except subprocess.TimeoutExpired:
-        for line in hptest.group_stacks(p.pid):
-            hptest.log("  " + line)
-        hptest.kill_tree(p)
-        ctx.require(False, "hp-fork torture finished after the daemon was killed (a thread or child is stuck)")
+    hptest.wait_or_fail(ctx, p, 400, "hp-fork torture finished after the daemon was killed (a thread or child is stuck)")
     with open(out_path) as f:
         out = f.read()
     with open(err_path) as f:

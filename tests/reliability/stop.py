@@ -18,7 +18,6 @@ import os
 import re
 import select
 import signal
-import subprocess
 import time
 
 import hptest
@@ -105,13 +104,7 @@ def test(ctx):
     hptest.log(f"of which {inside.group(1) if inside else '?'} ms from reading the signal to the end of main()")
 
     for name, argv, p, out, err in runs:
-        try:
-            p.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            for line in hptest.group_stacks(p.pid):
-                hptest.log("  " + line)
-            hptest.kill_tree(p)
-            ctx.require(False, f"{name} finished within 300 s after the daemon stopped (a fault is stuck)")
+        hptest.wait_or_fail(ctx, p, 300, f"{name} finished within 300 s after the daemon stopped (a fault is stuck)")
         with open(out) as f, open(err) as e:
             r = hptest.Result(argv, p.returncode, f.read(), e.read())
         ctx.expect(r.rc == 0 and r.int("mismatches") == 0,
