@@ -141,16 +141,26 @@ static bool sparse_page(uint64_t i)
         return i % 512 == (i / 512) % 512;
 }
 
-static int story(uint64_t size)
+/* Anonymous shared memory, as a program maps it (the shim makes it a
+ * daemon file); NULL, with mmap_errno= printed, if the mapping fails. */
+static uint64_t *map_shared_anon(uint64_t size)
 {
         uint64_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+        if (m != MAP_FAILED)
+                return m;
+        printf("mmap_errno=%d\n", errno);
+        return NULL;
+}
+
+static int story(uint64_t size)
+{
+        uint64_t *m = map_shared_anon(size);
         uint64_t pages = size / PAGE, half = pages / 2, mismatches = 0, nonzero = 0;
         const uint64_t w = PAGE / sizeof(uint64_t);
 
-        if (m == MAP_FAILED) {
-                printf("mmap_errno=%d\n", errno);
+        if (!m)
                 return 3;
-        }
         printf("pid=%d\nsize=%lu\n", (int)getpid(), (unsigned long)size);
         /* an unmap elsewhere (an event the daemon reads) changes nothing here */
         void *other = mmap(NULL, 4 * HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -210,14 +220,12 @@ static int story(uint64_t size)
 
 static int killed(uint64_t size)
 {
-        uint64_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        uint64_t *m = map_shared_anon(size);
         uint64_t pages = size / PAGE, half = pages / 2, mismatches = 0, nonzero = 0;
         const uint64_t w = PAGE / sizeof(uint64_t);
 
-        if (m == MAP_FAILED) {
-                printf("mmap_errno=%d\n", errno);
+        if (!m)
                 return 3;
-        }
         printf("pid=%d\n", (int)getpid());
         /* every 16th page of the first half: reserved regions with holes,
          * below the threshold (not collapsed) */
@@ -240,14 +248,12 @@ static int killed(uint64_t size)
 
 static int touch(uint64_t size)
 {
-        uint64_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        uint64_t *m = map_shared_anon(size);
         uint64_t pages = size / PAGE, mismatches = 0;
         const uint64_t w = PAGE / sizeof(uint64_t);
 
-        if (m == MAP_FAILED) {
-                printf("mmap_errno=%d\n", errno);
+        if (!m)
                 return 3;
-        }
         printf("pid=%d\n", (int)getpid());
         for (uint64_t i = 0; i < pages; i += 512)
                 m[i * w] = pattern(i);

@@ -80,6 +80,19 @@ def set_pressure(d, on):
     d.proc.send_signal(signal.SIGHUP)
 
 
+def resume(p, out):
+    """Let the program waiting for SIGUSR1 go on and finish (killed after
+    300 s): its output file's text and key=value lines."""
+    p.send_signal(signal.SIGUSR1)
+    try:
+        p.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        hptest.kill_tree(p)
+    with open(out) as f:
+        text = f.read()
+    return text, hptest.parse_kv(text)
+
+
 def story(ctx, d):
     size = 64 * MiB
     half = size // 2
@@ -101,14 +114,7 @@ def story(ctx, d):
     ctx.expect(wait_log(d, "untouched subpages of shared reservations released", 60),
                "story: under memory pressure the daemon released the untouched subpages")
     set_pressure(d, False)
-    p.send_signal(signal.SIGUSR1)
-    try:
-        p.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        hptest.kill_tree(p)
-    with open(out) as f:
-        text = f.read()
-    kv = hptest.parse_kv(text)
+    text, kv = resume(p, out)
     ctx.require(p.returncode == 0, f"story: the program exits 0 (got {p.returncode}):\n" + hptest.indent(text))
     touched = regions * 4096
     ctx.expect(int(kv["released_file_bytes"]) == half + touched,
@@ -151,14 +157,7 @@ def killed(ctx):
                f"kill: its regions were reserved by the daemon, not collapsed ({kv['written_file_bytes']}, "
                f"{kv['written_pmd']} PMD-mapped)")
     d.kill9()
-    p.send_signal(signal.SIGUSR1)
-    try:
-        p.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        hptest.kill_tree(p)
-    with open(out) as f:
-        text = f.read()
-    kv = hptest.parse_kv(text)
+    text, kv = resume(p, out)
     ctx.expect(p.returncode == 0 and kv.get("mismatches") == "0" and kv.get("nonzero") == "0",
                f"kill: after kill -9 of the daemon every page is intact and the others read zero "
                f"(rc {p.returncode}, {kv.get('mismatches')} mismatches, {kv.get('nonzero')} nonzero)")

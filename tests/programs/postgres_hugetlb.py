@@ -92,22 +92,9 @@ def test(ctx):
         pgb = [f"{BIN}/pgbench", "-h", sockdir, "-p", str(port), "-U", "postgres"]
         r = hptest.run(as_postgres([*pgb, "-i", "-s", "4", "postgres"]), timeout=600)
         ctx.expect(r.rc == 0, f"pgbench -i (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
-        r = hptest.run(as_postgres([*pgb, "-c", "2", "-j", "2", "-T", "5", "postgres"]), timeout=600)
-        ctx.expect(r.rc == 0 and "number of failed transactions: 0" in r.out,
-                   f"pgbench, 2 clients for 5 s (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
-        q = ("select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) "
-             "from pgbench_history), (select sum(tbalance) from pgbench_tellers) = (select coalesce(sum(delta), 0) "
-             "from pgbench_history), (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) "
-             "from pgbench_history), (select count(*) from pgbench_history) > 0")
-        r = hptest.run(as_postgres(["psql", "-h", sockdir, "-p", str(port), "-U", "postgres", "-AtX", "-c", q,
-                                    "postgres"]), timeout=120)
-        ctx.expect(r.rc == 0 and r.out.strip() == "t|t|t|t",
-                   f"balances of accounts, tellers and branches equal the history ({r.out.strip()!r})")
+        progtest.pg_pgbench_checked(ctx, sockdir, port)
     finally:
-        hptest.run(as_postgres([f"{BIN}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]), timeout=120)
-        if proc.poll() is None:
-            hptest.kill_tree(proc)
-        proc.wait()
+        progtest.pg_stop(data, proc)
     end = time.monotonic() + 60
     while read_nr() != 0 and time.monotonic() < end:
         time.sleep(0.1)

@@ -85,23 +85,10 @@ def test(ctx):
             with open(f"/proc/{pm}/smaps") as f:
                 log(f.read()[:20000])
             log("\n".join(l for l in d.log().splitlines() if "collapse" in l or "reservation" in l)[:5000])
-        r = hptest.run(as_postgres([*pgb, "-c", "2", "-j", "2", "-T", "5", "postgres"]), timeout=600)
-        ctx.expect(r.rc == 0 and "number of failed transactions: 0" in r.out,
-                   f"pgbench, 2 clients for 5 s (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
-        q = ("select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) "
-             "from pgbench_history), (select sum(tbalance) from pgbench_tellers) = (select coalesce(sum(delta), 0) "
-             "from pgbench_history), (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) "
-             "from pgbench_history), (select count(*) from pgbench_history) > 0")
-        r = hptest.run(as_postgres(["psql", "-h", sockdir, "-p", str(port), "-U", "postgres", "-AtX", "-c", q,
-                                    "postgres"]), timeout=120)
-        ctx.expect(r.rc == 0 and r.out.strip() == "t|t|t|t",
-                   f"balances of accounts, tellers and branches equal the history ({r.out.strip()!r})")
+        progtest.pg_pgbench_checked(ctx, sockdir, port)
         log("daemon: " + " ".join(l for l in d.log().splitlines() if "shared file" in l)[:400])
     finally:
-        hptest.run(as_postgres([f"{BIN}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]), timeout=120)
-        if proc.poll() is None:
-            hptest.kill_tree(proc)
-        proc.wait()
+        progtest.pg_stop(data, proc)
     stats = d.client_stats(pm)
     ctx.expect(stats is not None and stats.get("shmem_promotions", 0) > 0,
                f"the daemon collapsed the postmaster's regions in place ({stats and stats.get('shmem_promotions')})")

@@ -373,6 +373,31 @@ def pg_cluster(ctx, huge_pages):
     return data, sockdir, port, server, os.path.join(base, "server.log")
 
 
+def pg_pgbench_checked(ctx, sockdir, port):
+    """pgbench with 2 clients for 5 s with no failed transaction, then the
+    balances of accounts, tellers and branches equal pgbench_history."""
+    pgb = [f"{PG_BIN}/pgbench", "-h", sockdir, "-p", str(port), "-U", "postgres"]
+    r = hptest.run(as_postgres([*pgb, "-c", "2", "-j", "2", "-T", "5", "postgres"]), timeout=600)
+    ctx.expect(r.rc == 0 and "number of failed transactions: 0" in r.out,
+               f"pgbench, 2 clients for 5 s (rc {r.rc})" + ("" if r.rc == 0 else r.describe()))
+    q = ("select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) "
+         "from pgbench_history), (select sum(tbalance) from pgbench_tellers) = (select coalesce(sum(delta), 0) "
+         "from pgbench_history), (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) "
+         "from pgbench_history), (select count(*) from pgbench_history) > 0")
+    r = hptest.run(as_postgres(["psql", "-h", sockdir, "-p", str(port), "-U", "postgres", "-AtX", "-c", q,
+                                "postgres"]), timeout=120)
+    ctx.expect(r.rc == 0 and r.out.strip() == "t|t|t|t",
+               f"balances of accounts, tellers and branches equal the history ({r.out.strip()!r})")
+
+
+def pg_stop(data, proc):
+    """Stop the server of data (pg_ctl, fast), then make sure proc is gone."""
+    hptest.run(as_postgres([f"{PG_BIN}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]), timeout=120)
+    if proc.poll() is None:
+        hptest.kill_tree(proc)
+    proc.wait()
+
+
 def pg_wait_ready(sockdir, port, proc, timeout=60):
     """Wait until the server started as proc accepts connections: False if
     it exits first or timeout seconds pass."""
